@@ -1,0 +1,71 @@
+# Etter backend. The two commands: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean
+
+help:
+	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
+	@echo "make test    lint, then the whole suite on throwaway PostgreSQL and Redis, then the embedded run"
+	@echo "make lint | format | migrate | seed | clean"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate
+
+seed: migrate
+	$(BIN)/python manage.py seed --scale demo
+
+# Migrates, seeds the demo data when the database is empty, prints the logins, serves.
+run: migrate
+	$(BIN)/python manage.py seed --scale demo --if-empty
+	$(BIN)/python manage.py demo-logins
+	$(BIN)/uvicorn settings.server:app --host $(HOST) --port $(PORT)
+
+# The test servers' binaries: installed with apt-get when missing and we are root.
+test-deps:
+	@need=(); \
+	if [ -z "$$TEST_DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql); fi; \
+	if [ -z "$$TEST_REDIS_URL" ] && ! command -v redis-server >/dev/null; then need+=(redis-server); fi; \
+	if ! command -v pgbouncer >/dev/null; then need+=(pgbouncer); fi; \
+	if [ $${#need[@]} -gt 0 ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing $${need[*]} with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$${need[@]}" >/dev/null; \
+	  else \
+	    echo "Missing $${need[*]}: install them (apt-get install $${need[*]}) or set TEST_DATABASE_URL/TEST_REDIS_URL"; exit 1; \
+	  fi; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-postgres: install test-deps
+	$(BIN)/coverage erase
+	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
+
+test-embedded: install
+	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
+
+test: lint test-postgres test-embedded
+	$(BIN)/coverage report --fail-under=85
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov etter.db etter.db-* storage

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query, Request, Response, status
+
+from api.dependencies import CompanyServiceDep
+from api.routing import resource_router, set_location
+from common.dependencies import PageParams
+from common.validators import CountryCode, SearchTerm
+from schemas.base import Page
+from schemas.companies import Company, CompanyCreate, CompanyUpdate
+
+router = resource_router("/companies", "companies")
+CompanyId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+@router.get("", response_model=Page[Company], summary="The master company catalogue")
+async def list_companies(
+    companies: CompanyServiceDep,
+    page: PageParams,
+    q: Annotated[SearchTerm | None, Query(description="part of the name")] = None,
+    industry: Annotated[SearchTerm | None, Query()] = None,
+    country: Annotated[CountryCode | None, Query()] = None,
+) -> object:
+    return await companies.list(page, q=q, industry=industry, country=country)
+
+
+@router.get("/{company_id}", response_model=Company)
+async def get_company(company_id: CompanyId, companies: CompanyServiceDep) -> object:
+    return await companies.get(company_id)
+
+
+@router.post("", response_model=Company, status_code=status.HTTP_201_CREATED)
+async def create_company(
+    data: CompanyCreate, companies: CompanyServiceDep, request: Request, response: Response
+) -> object:
+    company = await companies.create(data)
+    set_location(request, response, "get_company", company_id=company.id)
+    return company
+
+
+@router.patch("/{company_id}", response_model=Company)
+async def update_company(
+    company_id: CompanyId, data: CompanyUpdate, companies: CompanyServiceDep
+) -> object:
+    return await companies.update(company_id, data)

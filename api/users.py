@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query, Request, Response, status
+
+from api.dependencies import UserServiceDep
+from api.routing import resource_router, set_location
+from common.dependencies import PageParams
+from common.enums import Role
+from common.validators import SearchTerm, ShortText
+from schemas.base import Page
+from schemas.users import User, UserCreate, UserSuggestion, UserUpdate
+
+router = resource_router("/users", "users")
+UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+@router.get("", response_model=Page[User], summary="Users of the caller's company")
+async def list_users(
+    users: UserServiceDep,
+    page: PageParams,
+    department: Annotated[ShortText | None, Query()] = None,
+    role: Annotated[Role | None, Query()] = None,
+    q: Annotated[SearchTerm | None, Query(description="start of the name or email")] = None,
+    company_id: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
+    ] = None,
+) -> object:
+    return await users.list(page, department=department, role=role, q=q, company_id=company_id)
+
+
+@router.get(
+    "/autocomplete",
+    response_model=list[UserSuggestion],
+    summary="Users of the caller's company whose name or email starts with q",
+)
+async def autocomplete_users(
+    users: UserServiceDep,
+    q: Annotated[SearchTerm, Query(min_length=2)],
+    limit: Annotated[int, Query(ge=1, le=20)] = 10,
+) -> object:
+    return await users.autocomplete(q, limit)
+
+
+@router.get("/{user_id}", response_model=User)
+async def get_user(user_id: UserId, users: UserServiceDep) -> object:
+    return await users.get(user_id)
+
+
+@router.post("", response_model=User, status_code=status.HTTP_201_CREATED)
+async def create_user(
+    data: UserCreate, users: UserServiceDep, request: Request, response: Response
+) -> object:
+    user = await users.create(data)
+    set_location(request, response, "get_user", user_id=user.id)
+    return user
+
+
+@router.patch("/{user_id}", response_model=User)
+async def update_user(user_id: UserId, data: UserUpdate, users: UserServiceDep) -> object:
+    return await users.update(user_id, data)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Deactivate")
+async def deactivate_user(user_id: UserId, users: UserServiceDep) -> None:
+    await users.deactivate(user_id)

@@ -1,0 +1,53 @@
+"""Reusable validated types for the edge: request bodies, query strings and forms."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, StringConstraints
+
+
+def refuse_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; refuse it at the edge instead of failing in the driver.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def contains_nul(value: Any) -> bool:
+    """True when a string anywhere inside `value` (dicts, lists) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
+# A trimmed, non-empty, NUL-free string of bounded length: names, titles, departments.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(refuse_nul),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(refuse_nul),
+]
+LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(refuse_nul)]
+# A search term from a query string.
+SearchTerm = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(refuse_nul),
+]
+CountryCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$"),
+]
+# Passwords: at least 8 characters, at least 64 allowed, no composition rules (NIST 800-63B).
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=128), AfterValidator(refuse_nul)
+]

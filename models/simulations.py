@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.enums import SimulationStatus, sql_in
+from models.base import Base, JSONType
+
+
+class Simulation(Base):
+    __tablename__ = "simulations"
+    __table_args__ = (CheckConstraint(sql_in("status", SimulationStatus), name="status_valid"),)
+
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="RESTRICT"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(200))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16))
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    completed_at: Mapped[datetime | None]

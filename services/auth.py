@@ -1,0 +1,65 @@
+"""Logging in and recognising the caller from a bearer token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.enums import Role
+from common.exceptions import AuthenticationError
+from common.principal import Principal
+from common.security import (
+    IssuedToken,
+    create_access_token,
+    decode_access_token,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from models import User
+from settings.config import Settings
+
+# One message for every failed login, whatever the cause, so that nobody can learn which
+# emails have accounts or which accounts are deactivated.
+LOGIN_FAILED = "Incorrect email or password."
+TOKEN_INVALID = "The access token is missing, invalid or expired."
+
+
+class AuthService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+
+    async def login(self, email: str, password: str) -> IssuedToken:
+        email = email.strip().lower()
+        user = None
+        if "\x00" not in email and len(email) <= 320:
+            statement = select(User).where(User.email == email)
+            user = (await self.session.execute(statement)).scalar_one_or_none()
+        # Always verify a hash, even without a user, so the answer takes as long either way.
+        valid = await verify_password(user.hashed_password if user else None, password)
+        if user is None or not valid or not user.is_active:
+            raise AuthenticationError(LOGIN_FAILED)
+        if needs_rehash(user.hashed_password):
+            user.hashed_password = await hash_password(password)
+        user.last_login_at = datetime.now(UTC)
+        return create_access_token(self.settings, user.id)
+
+    async def principal(self, token: str | None) -> Principal:
+        claims = decode_access_token(self.settings, token) if token else None
+        if claims is None:
+            raise AuthenticationError(TOKEN_INVALID)
+        row = (
+            await self.session.execute(
+                select(User.id, User.company_id, User.role, User.email, User.is_active).where(
+                    User.id == claims.user_id
+                )
+            )
+        ).one_or_none()
+        if row is None or not row.is_active:
+            raise AuthenticationError(TOKEN_INVALID)
+        return Principal(
+            user_id=row.id, company_id=row.company_id, role=Role(row.role), email=row.email
+        )

@@ -1,0 +1,112 @@
+"""Users of a company: listing, autocomplete, and the chro/admin writes."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select
+
+from common.enums import Role
+from common.exceptions import FieldError, PermissionDeniedError, ValidationFailedError
+from common.pagination import PageResult, PaginationParams, paginate
+from common.security import hash_password
+from models import Company, User
+from schemas.users import UserCreate, UserUpdate
+from services.base_service import BaseService, like_prefix
+
+AUTOCOMPLETE_MAX = 20
+
+
+class UserService(BaseService[User]):
+    model = User
+    label = "User"
+
+    async def list(
+        self,
+        params: PaginationParams,
+        department: str | None = None,
+        role: Role | None = None,
+        q: str | None = None,
+        company_id: int | None = None,
+    ) -> PageResult:
+        statement = self.readable(company_id).order_by(User.full_name, User.id)
+        if department:
+            statement = statement.where(User.department == department)
+        if role:
+            statement = statement.where(User.role == role.value)
+        if q:
+            pattern = like_prefix(q.lower())
+            statement = statement.where(
+                or_(func.lower(User.full_name).like(pattern), User.email.like(pattern))
+            )
+        return await paginate(self.session, statement, params)
+
+    async def autocomplete(self, q: str, limit: int) -> list[User]:
+        """Active users of the caller's own company whose name or email starts with `q`."""
+        pattern = like_prefix(q.lower())
+        statement = (
+            select(User)
+            .where(User.company_id == self.principal.company_id, User.is_active)
+            .where(or_(func.lower(User.full_name).like(pattern), User.email.like(pattern)))
+            .order_by(User.full_name, User.id)
+            .limit(min(limit, AUTOCOMPLETE_MAX))
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def create(self, data: UserCreate) -> User:
+        self.require_chro_or_admin()
+        self._check_role_grant(data.role)
+        company_id = self.principal.company_id
+        if data.company_id is not None and data.company_id != company_id:
+            self.require_admin()
+            if await self.session.get(Company, data.company_id) is None:
+                raise ValidationFailedError(
+                    errors=[FieldError("company_id", "no company has this id")]
+                )
+            company_id = data.company_id
+        user = User(
+            company_id=company_id,
+            email=data.email,
+            full_name=data.full_name,
+            department=data.department,
+            job_title=data.job_title,
+            role=data.role.value,
+            hashed_password=await hash_password(data.password),
+        )
+        self.session.add(user)
+        await self.flush("A user with this email already exists.")
+        return user
+
+    async def update(self, user_id: int, data: UserUpdate) -> User:
+        user = await self.get(user_id)
+        self.require_chro_or_admin()
+        self._check_may_manage(user)
+        changes = data.changes()
+        if "role" in changes:
+            self._check_role_grant(data.role or Role.MEMBER)
+        if user.id == self.principal.user_id and (
+            changes.get("is_active") is False or changes.get("role", user.role) != user.role
+        ):
+            raise PermissionDeniedError("You cannot deactivate or demote your own account.")
+        password = changes.pop("password", None)
+        if password is not None:
+            user.hashed_password = await hash_password(password)
+        for field, value in changes.items():
+            setattr(user, field, value.value if isinstance(value, Role) else value)
+        await self.flush("A user with this email already exists.")
+        return user
+
+    async def deactivate(self, user_id: int) -> None:
+        user = await self.get(user_id)
+        self.require_chro_or_admin()
+        self._check_may_manage(user)
+        if user.id == self.principal.user_id:
+            raise PermissionDeniedError("You cannot deactivate your own account.")
+        user.is_active = False
+        await self.flush("The user could not be deactivated.")
+
+    def _check_role_grant(self, role: Role) -> None:
+        if role is Role.ADMIN:
+            self.require_admin()
+
+    def _check_may_manage(self, user: User) -> None:
+        if user.role == Role.ADMIN.value:
+            self.require_admin()
