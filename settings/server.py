@@ -15,7 +15,17 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from api import auth, companies, health, users
+from api import (
+    auth,
+    chro,
+    companies,
+    documents,
+    health,
+    simulations,
+    users,
+    workflow_history,
+    workflows,
+)
 from api.dependencies import API_PREFIX
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging
@@ -60,7 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (auth, companies, users):
+    for module in (
+        auth,
+        companies,
+        users,
+        workflows,
+        workflow_history,
+        documents,
+        simulations,
+        chro,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.add_middleware(RequestContextMiddleware)

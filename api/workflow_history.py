@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from api.routing import resource_router
+
+router = resource_router("", "workflow-history")
