@@ -6,6 +6,7 @@ thread and the event loop keeps serving other requests meanwhile.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,19 @@ from settings.config import Settings
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
+# User ids are 32-bit identities; a `sub` outside that range names nobody (and PostgreSQL would
+# refuse to compare it with an integer column, which must not become a 500).
+MAX_USER_ID = 2_147_483_647
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when the account does not exist, so that "no such user" takes as long as
-# "wrong password" and the two cannot be told apart by timing.
-_DUMMY_HASH = _hasher.hash("etter-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the account does not exist, so that "no such user" takes as long
+    as "wrong password" and the two cannot be told apart by timing. Made on first use, not at
+    import, which every process (each CLI command, each worker) would otherwise pay for."""
+    return _hasher.hash("etter-timing-equaliser")
 
 
 def hash_password_sync(password: str) -> str:
@@ -36,7 +45,7 @@ async def hash_password(password: str) -> str:
 
 def _verify(hashed: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(hashed or _DUMMY_HASH, password) and hashed is not None
+        return _hasher.verify(hashed or _dummy_hash(), password) and hashed is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -90,10 +99,13 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
             options={"require": REQUIRED_CLAIMS},
             leeway=10,
         )
+        user_id = int(claims["sub"])
+        if not 1 <= user_id <= MAX_USER_ID:
+            return None
         return TokenClaims(
-            user_id=int(claims["sub"]),
+            user_id=user_id,
             jti=str(claims["jti"]),
             issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
         )
-    except (jwt.PyJWTError, ValueError, TypeError):
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):
         return None

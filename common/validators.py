@@ -14,14 +14,31 @@ def refuse_nul(value: str) -> str:
     return value
 
 
+def refuse_null(value: Any) -> Any:
+    """For PATCH fields that may be left out but not cleared: their columns are NOT NULL, and
+    an explicit null must be a 422 on that field, not a database error."""
+    if value is None:
+        raise ValueError("may be left out, but not set to null")
+    return value
+
+
 def contains_nul(value: Any) -> bool:
-    """True when a string anywhere inside `value` (dicts, lists) holds a NUL character."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(v) for v in value)
+    """True when a string anywhere inside `value` (dicts, lists) holds a NUL character.
+
+    Walks with an explicit stack, not recursion: a client's JSON nested a few hundred levels
+    deep must be a 422 from the schema, not a RecursionError (500) in this check.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
     return False
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from common.validators import CountryCode, Name, ShortText
+from common.validators import CountryCode, Name, ShortText, refuse_null
 from schemas.base import InputSchema, Schema, UpdateSchema
 
 
@@ -34,3 +34,8 @@ class CompanyUpdate(UpdateSchema):
     country: CountryCode | None = None
     employee_count: int | None = Field(None, ge=0, le=10_000_000)
     is_active: bool | None = None
+
+    @field_validator("name", "country", "employee_count", "is_active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        return refuse_null(value)

@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import EmailStr, Field, field_validator
 
 from common.enums import Role
-from common.validators import Name, Password, ShortText
+from common.validators import Name, Password, ShortText, refuse_null
 from schemas.base import InputSchema, Schema, UpdateSchema
 
 
@@ -57,6 +57,11 @@ class UserUpdate(UpdateSchema):
     job_title: Name | None = None
     role: Role | None = None
     is_active: bool | None = None
+
+    @field_validator("email", "full_name", "password", "role", "is_active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        return refuse_null(value)
 
     @field_validator("email")
     @classmethod
