@@ -1,5 +1,37 @@
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends, Query
+
+from api.dependencies import CacheDep, CurrentUser
 from api.routing import resource_router
+from common.dependencies import SessionDep
+from schemas.dashboard import ChroDashboard
+from services.dashboard import DashboardService
 
 router = resource_router("/chro", "chro")
+
+
+def get_dashboard_service(
+    session: SessionDep, principal: CurrentUser, cache: CacheDep
+) -> DashboardService:
+    return DashboardService(session, principal, cache)
+
+
+DashboardServiceDep = Annotated[DashboardService, Depends(get_dashboard_service)]
+
+
+@router.get(
+    "/dashboard",
+    response_model=ChroDashboard,
+    summary="Headcount, 30-day activity, top workflows, documents and latest simulations",
+)
+async def dashboard(
+    dashboard: DashboardServiceDep,
+    company_id: Annotated[
+        int | None,
+        Query(ge=1, le=2_147_483_647, description="required for the admin: whose dashboard"),
+    ] = None,
+) -> object:
+    return await dashboard.build(company_id)

@@ -1,5 +1,62 @@
 from __future__ import annotations
 
-from api.routing import resource_router
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request, Response, status
+
+from api.dependencies import CacheDep, CurrentUser
+from api.routing import resource_router, set_location
+from common.dependencies import SessionDep, SettingsDep
+from common.pagination import CursorCodec
+from schemas.base import CursorPage
+from schemas.problems import Problem
+from schemas.workflows import WorkflowRun, WorkflowRunCreate
+from services.workflow_history import CURSOR_PURPOSE, WorkflowHistoryService
 
 router = resource_router("", "workflow-history")
+Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+def get_history_service(
+    session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
+) -> WorkflowHistoryService:
+    cursors = CursorCodec(settings.secret_key.get_secret_value().encode(), CURSOR_PURPOSE)
+    return WorkflowHistoryService(session, principal, cursors, cache)
+
+
+HistoryServiceDep = Annotated[WorkflowHistoryService, Depends(get_history_service)]
+
+
+@router.post(
+    "/workflows/{workflow_id}/history",
+    response_model=WorkflowRun,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a run of the workflow by the caller",
+    responses={409: {"model": Problem, "description": "The workflow is archived"}},
+)
+async def record_workflow_run(
+    workflow_id: Id,
+    data: WorkflowRunCreate,
+    history: HistoryServiceDep,
+    request: Request,
+    response: Response,
+) -> object:
+    run = await history.record(workflow_id, data)
+    # Runs have no page of their own; the new run heads the caller's history list.
+    set_location(request, response, "list_user_workflow_history", user_id=run.user_id)
+    return run
+
+
+@router.get(
+    "/users/{user_id}/workflow-history",
+    response_model=CursorPage[WorkflowRun],
+    summary="A user's runs, newest first (self, chro, admin)",
+    responses={400: {"model": Problem, "description": "The cursor is not valid"}},
+)
+async def list_user_workflow_history(
+    user_id: Id,
+    history: HistoryServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> object:
+    return await history.for_user(user_id, limit, cursor)

@@ -1,5 +1,92 @@
 from __future__ import annotations
 
-from api.routing import resource_router
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request, Response
+from fastapi import status as http_status
+
+from api.dependencies import CacheDep, CurrentUser
+from api.routing import resource_router, set_location
+from common.dependencies import PageParams, SessionDep
+from common.enums import WorkflowStatus
+from common.validators import SearchTerm, ShortText
+from schemas.base import Page
+from schemas.problems import Problem
+from schemas.workflows import (
+    Workflow,
+    WorkflowCreate,
+    WorkflowDetail,
+    WorkflowSummary,
+    WorkflowUpdate,
+)
+from services.workflows import WorkflowService
 
 router = resource_router("/workflows", "workflows")
+WorkflowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+NAME_TAKEN: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The company already has a workflow of that name"}
+}
+
+
+def get_workflow_service(
+    session: SessionDep, principal: CurrentUser, cache: CacheDep
+) -> WorkflowService:
+    return WorkflowService(session, principal, cache)
+
+
+WorkflowServiceDep = Annotated[WorkflowService, Depends(get_workflow_service)]
+
+
+@router.get("", response_model=Page[WorkflowSummary], summary="Workflows of the caller's company")
+async def list_workflows(
+    workflows: WorkflowServiceDep,
+    page: PageParams,
+    department: Annotated[ShortText | None, Query()] = None,
+    status: Annotated[WorkflowStatus | None, Query()] = None,
+    q: Annotated[SearchTerm | None, Query(description="part of the name, any case")] = None,
+    company_id: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
+    ] = None,
+) -> object:
+    return await workflows.list(
+        page, department=department, status=status, q=q, company_id=company_id
+    )
+
+
+@router.get(
+    "/{workflow_id}",
+    response_model=WorkflowDetail,
+    summary="Steps, automation potential and usage over the last 30 days",
+)
+async def get_workflow(workflow_id: WorkflowId, workflows: WorkflowServiceDep) -> object:
+    return await workflows.detail(workflow_id)
+
+
+@router.post(
+    "",
+    response_model=Workflow,
+    status_code=http_status.HTTP_201_CREATED,
+    responses=NAME_TAKEN,
+)
+async def create_workflow(
+    data: WorkflowCreate, workflows: WorkflowServiceDep, request: Request, response: Response
+) -> object:
+    workflow = await workflows.create(data)
+    set_location(request, response, "get_workflow", workflow_id=workflow.id)
+    return workflow
+
+
+@router.patch(
+    "/{workflow_id}",
+    response_model=Workflow,
+    responses=NAME_TAKEN,
+)
+async def update_workflow(
+    workflow_id: WorkflowId, data: WorkflowUpdate, workflows: WorkflowServiceDep
+) -> object:
+    return await workflows.update(workflow_id, data)
+
+
+@router.delete("/{workflow_id}", status_code=http_status.HTTP_204_NO_CONTENT, summary="Archive")
+async def archive_workflow(workflow_id: WorkflowId, workflows: WorkflowServiceDep) -> None:
+    await workflows.archive(workflow_id)
