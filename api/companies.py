@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Path, Query, Request, Response, status
 
 from api.dependencies import CompanyServiceDep
+from api.http_cache import NOT_MODIFIED, etag_response
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams
 from common.validators import CountryCode, SearchTerm
@@ -15,20 +16,27 @@ router = resource_router("/companies", "companies")
 CompanyId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
-@router.get("", response_model=Page[Company], summary="The master company catalogue")
+@router.get(
+    "", response_model=Page[Company], responses=NOT_MODIFIED, summary="The master company catalogue"
+)
 async def list_companies(
+    request: Request,
     companies: CompanyServiceDep,
     page: PageParams,
     q: Annotated[SearchTerm | None, Query(description="part of the name")] = None,
     industry: Annotated[SearchTerm | None, Query()] = None,
     country: Annotated[CountryCode | None, Query()] = None,
 ) -> object:
-    return await companies.list(page, q=q, industry=industry, country=country)
+    return etag_response(
+        request, await companies.catalogue(page, q=q, industry=industry, country=country)
+    )
 
 
-@router.get("/{company_id}", response_model=Company)
-async def get_company(company_id: CompanyId, companies: CompanyServiceDep) -> object:
-    return await companies.get(company_id)
+@router.get("/{company_id}", response_model=Company, responses=NOT_MODIFIED)
+async def get_company(
+    request: Request, company_id: CompanyId, companies: CompanyServiceDep
+) -> object:
+    return etag_response(request, await companies.detail(company_id))
 
 
 @router.post("", response_model=Company, status_code=status.HTTP_201_CREATED)

@@ -9,7 +9,10 @@ from fastapi.security import OAuth2PasswordBearer
 
 from common.dependencies import SessionDep, SettingsDep
 from common.principal import Principal
+from common.routing import after_commit
+from common.structured_logger import bind_user
 from services.auth import AuthService
+from services.cache_service import RequestCache
 from services.companies import CompanyService
 from services.users import UserService
 
@@ -19,8 +22,29 @@ API_PREFIX = "/api/v1"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
 
 
-def get_auth_service(session: SessionDep, settings: SettingsDep) -> AuthService:
-    return AuthService(session, settings)
+REQUEST_CACHE_STATE_KEY = "request_cache"
+
+
+def get_request_cache(request: Request) -> RequestCache:
+    """The request's view of the app's cache; its queued invalidations run after the commit.
+
+    Here rather than in common/dependencies.py: `common/` must not import `services/`.
+    """
+    state = request.scope.setdefault("state", {})
+    found: RequestCache | None = state.get(REQUEST_CACHE_STATE_KEY)
+    if found is None:
+        found = state[REQUEST_CACHE_STATE_KEY] = RequestCache(
+            getattr(request.app.state, "cache", None)
+        )
+        after_commit(request, found.flush)
+    return found
+
+
+CacheDep = Annotated[RequestCache, Depends(get_request_cache)]
+
+
+def get_auth_service(session: SessionDep, settings: SettingsDep, cache: CacheDep) -> AuthService:
+    return AuthService(session, settings, cache)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
@@ -32,20 +56,23 @@ async def get_principal(
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     principal = await auth.principal(token)
-    # Lets the access log and error reports name the caller.
+    # Lets the access log and error reports name the caller, and every later log event too.
     request.scope.setdefault("state", {})["principal"] = principal
+    bind_user(principal.user_id, principal.company_id)
     return principal
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
-def get_company_service(session: SessionDep, principal: CurrentUser) -> CompanyService:
-    return CompanyService(session, principal)
+def get_company_service(
+    session: SessionDep, principal: CurrentUser, cache: CacheDep
+) -> CompanyService:
+    return CompanyService(session, principal, cache)
 
 
-def get_user_service(session: SessionDep, principal: CurrentUser) -> UserService:
-    return UserService(session, principal)
+def get_user_service(session: SessionDep, principal: CurrentUser, cache: CacheDep) -> UserService:
+    return UserService(session, principal, cache)
 
 
 CompanyServiceDep = Annotated[CompanyService, Depends(get_company_service)]

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Path, Query, Request, Response, status
 
 from api.dependencies import UserServiceDep
+from api.http_cache import NOT_MODIFIED, etag_response
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams
 from common.enums import Role
@@ -33,14 +34,16 @@ async def list_users(
 @router.get(
     "/autocomplete",
     response_model=list[UserSuggestion],
+    responses=NOT_MODIFIED,
     summary="Users of the caller's company whose name or email starts with q",
 )
 async def autocomplete_users(
+    request: Request,
     users: UserServiceDep,
     q: Annotated[SearchTerm, Query(min_length=2)],
     limit: Annotated[int, Query(ge=1, le=20)] = 10,
 ) -> object:
-    return await users.autocomplete(q, limit)
+    return etag_response(request, await users.suggestions(q, limit))
 
 
 @router.get("/{user_id}", response_model=User)

@@ -19,6 +19,8 @@ from common.security import (
     verify_password,
 )
 from models import User
+from services.cache_invalidation import Tags
+from services.cache_service import CacheName, RequestCache, cached, user_scope
 from settings.config import Settings
 
 # One message for every failed login, whatever the cause, so that nobody can learn which
@@ -28,9 +30,12 @@ TOKEN_INVALID = "The access token is missing, invalid or expired."
 
 
 class AuthService:
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+    def __init__(
+        self, session: AsyncSession, settings: Settings, cache: RequestCache | None = None
+    ) -> None:
         self.session = session
         self.settings = settings
+        self.cache = cache
 
     async def login(self, email: str, password: str) -> IssuedToken:
         email = email.strip().lower()
@@ -51,15 +56,30 @@ class AuthService:
         claims = decode_access_token(self.settings, token) if token else None
         if claims is None:
             raise AuthenticationError(TOKEN_INVALID)
+        principal = await self.active_principal(claims.user_id)
+        if principal is None:
+            raise AuthenticationError(TOKEN_INVALID)
+        return principal
+
+    # Cached so that an authenticated request does not read the users table; a user's change
+    # (role, deactivation) drops the entry when it commits (cache_invalidation.user_changed),
+    # and unknown or deactivated users are cached as None too.
+    @cached(
+        CacheName.PRINCIPAL,
+        scope=lambda self, user_id: user_scope(user_id),
+        tags=lambda self, user_id: [Tags.user(user_id)],
+    )
+    async def active_principal(self, user_id: int) -> Principal | None:
+        """The caller as the services see it; None for an unknown or deactivated user."""
         row = (
             await self.session.execute(
                 select(User.id, User.company_id, User.role, User.email, User.is_active).where(
-                    User.id == claims.user_id
+                    User.id == user_id
                 )
             )
         ).one_or_none()
         if row is None or not row.is_active:
-            raise AuthenticationError(TOKEN_INVALID)
+            return None
         return Principal(
             user_id=row.id, company_id=row.company_id, role=Role(row.role), email=row.email
         )

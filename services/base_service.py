@@ -7,7 +7,7 @@ the caller (404), never 403 and never its data.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.exceptions import ConflictError, NotFoundError, PermissionDeniedError
 from common.principal import Principal
 from models.base import Base
+
+if TYPE_CHECKING:
+    from services.cache_service import RequestCache
 
 M = TypeVar("M", bound=Base)
 
@@ -26,9 +29,13 @@ class BaseService(Generic[M]):
     tenant_column: ClassVar[str | None] = "company_id"
     label: ClassVar[str] = "Object"
 
-    def __init__(self, session: AsyncSession, principal: Principal) -> None:
+    def __init__(
+        self, session: AsyncSession, principal: Principal, cache: RequestCache | None = None
+    ) -> None:
         self.session = session
         self.principal = principal
+        # Read by @cached methods and by the invalidation calls after writes; None: no caching.
+        self.cache = cache
 
     def tenant_filter(self, statement: Select[Any], company_id: int | None = None) -> Select[Any]:
         """Restrict `statement` to the caller's company (admin: all, or `company_id`)."""

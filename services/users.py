@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from common.enums import Role
 from common.exceptions import FieldError, PermissionDeniedError, ValidationFailedError
 from common.pagination import PageResult, PaginationParams, paginate
 from common.security import hash_password
 from models import Company, User
-from schemas.users import UserCreate, UserUpdate
+from schemas.users import UserCreate, UserSuggestion, UserUpdate
+from services import cache_invalidation
 from services.base_service import BaseService, like_prefix
+from services.cache_invalidation import Tags
+from services.cache_service import CacheName, cached, tenant_scope
 
 AUTOCOMPLETE_MAX = 20
+
+
+def _starts_with(q: str) -> ColumnElement[bool]:
+    """Name or email starts with `q`, case-insensitively; `%` and `_` in `q` match themselves.
+
+    The ESCAPE clause is explicit because SQLite, unlike PostgreSQL, has no default escape
+    character: without it `like_prefix`'s backslashes would be literal there.
+    """
+    pattern = like_prefix(q.lower())
+    return or_(
+        func.lower(User.full_name).like(pattern, escape="\\"),
+        User.email.like(pattern, escape="\\"),
+    )
 
 
 class UserService(BaseService[User]):
@@ -33,34 +49,41 @@ class UserService(BaseService[User]):
         if role:
             statement = statement.where(User.role == role.value)
         if q:
-            pattern = like_prefix(q.lower())
-            statement = statement.where(
-                or_(func.lower(User.full_name).like(pattern), User.email.like(pattern))
-            )
+            statement = statement.where(_starts_with(q))
         return await paginate(self.session, statement, params)
 
     async def autocomplete(self, q: str, limit: int) -> list[User]:
         """Active users of the caller's own company whose name or email starts with `q`."""
-        pattern = like_prefix(q.lower())
         statement = (
             select(User)
             .where(User.company_id == self.principal.company_id, User.is_active)
-            .where(or_(func.lower(User.full_name).like(pattern), User.email.like(pattern)))
+            .where(_starts_with(q))
             .order_by(User.full_name, User.id)
             .limit(min(limit, AUTOCOMPLETE_MAX))
         )
         return list((await self.session.execute(statement)).scalars())
 
+    @cached(
+        CacheName.AUTOCOMPLETE,
+        scope=lambda self, **_: tenant_scope(self.principal.company_id),
+        tags=lambda self, **_: [Tags.company_users(self.principal.company_id)],
+        key=lambda self, q, limit: (q.lower(), min(limit, AUTOCOMPLETE_MAX)),
+    )
+    async def suggestions(self, q: str, limit: int) -> list[UserSuggestion]:
+        """`autocomplete()` as the API shows it."""
+        return [UserSuggestion.model_validate(user) for user in await self.autocomplete(q, limit)]
+
     async def create(self, data: UserCreate) -> User:
         self.require_chro_or_admin()
         self._check_role_grant(data.role)
         company_id = self.principal.company_id
-        if data.company_id is not None and data.company_id != company_id:
-            self.require_admin()
+        if data.company_id is not None:
+            # For anyone but the platform admin the field does not exist: a chro's users always
+            # join the chro's own company.
+            if not self.principal.is_admin:
+                raise _invalid_company("only the platform admin may choose the company")
             if await self.session.get(Company, data.company_id) is None:
-                raise ValidationFailedError(
-                    errors=[FieldError("company_id", "no company has this id")]
-                )
+                raise _invalid_company("no company has this id")
             company_id = data.company_id
         user = User(
             company_id=company_id,
@@ -73,6 +96,7 @@ class UserService(BaseService[User]):
         )
         self.session.add(user)
         await self.flush("A user with this email already exists.")
+        cache_invalidation.user_changed(self.cache, user.company_id, user.id)
         return user
 
     async def update(self, user_id: int, data: UserUpdate) -> User:
@@ -92,6 +116,7 @@ class UserService(BaseService[User]):
         for field, value in changes.items():
             setattr(user, field, value.value if isinstance(value, Role) else value)
         await self.flush("A user with this email already exists.")
+        cache_invalidation.user_changed(self.cache, user.company_id, user.id)
         return user
 
     async def deactivate(self, user_id: int) -> None:
@@ -102,6 +127,7 @@ class UserService(BaseService[User]):
             raise PermissionDeniedError("You cannot deactivate your own account.")
         user.is_active = False
         await self.flush("The user could not be deactivated.")
+        cache_invalidation.user_changed(self.cache, user.company_id, user.id)
 
     def _check_role_grant(self, role: Role) -> None:
         if role is Role.ADMIN:
@@ -110,3 +136,10 @@ class UserService(BaseService[User]):
     def _check_may_manage(self, user: User) -> None:
         if user.role == Role.ADMIN.value:
             self.require_admin()
+
+
+def _invalid_company(message: str) -> ValidationFailedError:
+    return ValidationFailedError(
+        "The request is not valid; see `errors`.",
+        errors=[FieldError("body.company_id", message)],
+    )

@@ -215,3 +215,13 @@ async def world(db: AsyncSession, settings: Settings) -> World:
     built = await build_world(db, settings)
     await db.commit()
     return built
+
+
+@pytest.fixture
+def count_statements(app: FastAPI) -> Any:
+    """`with count_statements() as counter: ...` counts the SQL statements the app sends
+    (tests/query_counter.py); `counter.count` leaves out transaction control."""
+    # Imported here, not at the top: tests/query_counter.py imports this module.
+    from tests.query_counter import count_statements as count_app_statements
+
+    return lambda: count_app_statements(app)
