@@ -6,19 +6,30 @@ python manage.py --help
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from alembic.config import Config
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alembic import command
 from common.enums import Role
 from common.exceptions import EtterError
 from common.principal import Principal
+from common.validators import CountryCode, Name
 from schemas.users import UserCreate
+from services.bulk_seeding import (
+    BULK_PASSWORD,
+    BULK_SIZES,
+    BulkSeedError,
+    bulk_seed,
+    vacuum_analyze,
+)
 from services.companies import get_or_create_company
 from services.seeding import DEMO_LOGINS, Scale, is_empty, seed
 from services.users import UserService
@@ -29,6 +40,19 @@ app = typer.Typer(
     help="Etter backend administration.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _validation_message(error: ValidationError) -> str:
+    # Field and reason only: pydantic's own text would echo the input, passwords included.
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+    )
 
 
 def _settings() -> Settings:
@@ -51,19 +75,48 @@ def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except EtterError as error:
-        typer.echo(f"Error: {error.detail}", err=True)
-        raise typer.Exit(1) from error
+        raise _fail(f"Error: {error.detail}") from error
+    except (SQLAlchemyError, OSError) as error:
+        # No traceback for an operator: the driver's one-line reason says enough.
+        reason = getattr(error, "orig", None) or error
+        raise _fail(
+            f"Database error: {reason}. Is DATABASE_URL right, and has `migrate` run?"
+        ) from error
 
 
 @app.command()
 def migrate() -> None:
     """Apply every database migration (alembic upgrade head)."""
-    command.upgrade(Config("alembic.ini"), "head")
+    # Imported here: alembic is a third of the tool's start-up, and only this command needs it.
+    from alembic.config import Config
+
+    from alembic import command
+
+    config = Config(str(ROOT / "alembic.ini"))  # wherever the tool is started from
+    config.attributes["database_url"] = _settings().database_url
+    try:
+        command.upgrade(config, "head")
+    except (SQLAlchemyError, OSError) as error:
+        reason = getattr(error, "orig", None) or error
+        raise _fail(f"Migration failed: {reason}") from error
+
+
+class SeedScale(StrEnum):
+    """demo and small: the ORM seed (services/seeding.py), on SQLite or PostgreSQL.
+    medium and large: the bulk COPY loader (services/bulk_seeding.py), PostgreSQL only."""
+
+    DEMO = "demo"
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
 
 
 @app.command("seed")
 def seed_command(
-    scale: Annotated[Scale, typer.Option(help="how much data")] = Scale.DEMO,
+    scale: Annotated[
+        SeedScale,
+        typer.Option(help="demo, small: any database; medium, large: PostgreSQL (bulk COPY)"),
+    ] = SeedScale.DEMO,
     if_empty: Annotated[bool, typer.Option(help="only when the database has no data")] = False,
 ) -> None:
     """Load deterministic sample data. Running it again adds nothing."""
@@ -71,17 +124,66 @@ def seed_command(
     if settings.is_production:
         typer.echo("Refusing to seed sample data with ENVIRONMENT=production.", err=True)
         raise typer.Exit(1)
+    if scale.value in BULK_SIZES:
+        _bulk_seed_command(settings, scale, if_empty)
+        return
 
     async def work(session: AsyncSession) -> str:
         if if_empty and not await is_empty(session):
             return "The database already has data; nothing seeded."
-        report = await seed(session, scale)
+        report = await seed(session, Scale(scale.value))
         return (
             f"Seeded {scale.value}: {report.companies} companies, {report.users} users"
             + "".join(f", {count} {name}" for name, count in report.extra.items())
         )
 
     typer.echo(_in_transaction(work))
+
+
+def _bulk_seed_command(settings: Settings, scale: SeedScale, if_empty: bool) -> None:
+    """COPY the medium/large data set in one transaction, then VACUUM ANALYZE it."""
+    if settings.is_sqlite:
+        typer.echo(
+            f"The {scale.value} scale needs PostgreSQL: it bulk-loads with COPY. Set DATABASE_URL "
+            "to a PostgreSQL database (e.g. postgresql://user@host/etter), or use --scale small.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    sizes = BULK_SIZES[scale.value]
+
+    async def run() -> str:
+        database = Database.from_settings(settings)
+        try:
+            if if_empty:
+                async with database.sessionmaker() as session:
+                    if not await is_empty(session):
+                        return "The database already has data; nothing seeded."
+            with typer.progressbar(
+                length=sizes.total_rows, label=f"Seeding {scale.value}", file=sys.stderr
+            ) as bar:
+                async with database.engine.begin() as connection:
+                    report = await bulk_seed(connection, sizes, progress=bar.update)
+            if not report.loaded:
+                return report.detail
+            engine = database.engine.execution_options(isolation_level="AUTOCOMMIT")
+            async with engine.connect() as connection:
+                began = time.perf_counter()
+                await vacuum_analyze(connection, report.transaction_id)
+                vacuum_seconds = time.perf_counter() - began
+            return (
+                f"Seeded {scale.value} in {report.seconds:.1f} s "
+                f"(+ {vacuum_seconds:.1f} s VACUUM ANALYZE): "
+                + ", ".join(f"{count:,} {name}" for name, count in report.counts.items())
+                + f". Every bulk user's password is {BULK_PASSWORD!r}."
+            )
+        finally:
+            await database.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except BulkSeedError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 @app.command("demo-logins")
@@ -113,11 +215,18 @@ def create_user(
             }
         )
     except ValidationError as error:
-        typer.echo(f"Invalid user: {error}", err=True)
-        raise typer.Exit(2) from error
+        raise _fail(f"Invalid user: {_validation_message(error)}", 2) from error
+    try:
+        company_name = TypeAdapter(Name).validate_python(company_name)
+    except ValidationError as error:
+        raise _fail(f"Invalid --company-name: {_validation_message(error)}", 2) from error
+    try:
+        country = TypeAdapter(CountryCode).validate_python(country)
+    except ValidationError as error:
+        raise _fail("Invalid --country: use an ISO 3166 alpha-2 code such as US", 2) from error
 
     async def work(session: AsyncSession) -> str:
-        company = await get_or_create_company(session, company_name, country.upper())
+        company = await get_or_create_company(session, company_name, country)
         # The tool acts as the platform operator of that company.
         operator = Principal(user_id=0, company_id=company.id, role=Role.ADMIN, email="cli")
         user = await UserService(session, operator).create(data)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.enums import DocumentStatus, sql_in
@@ -14,6 +14,26 @@ class Document(Base):
     __table_args__ = (
         CheckConstraint(sql_in("status", DocumentStatus), name="status_valid"),
         CheckConstraint("size_bytes >= 0", name="size_non_negative"),
+        # Performance indexes: migration 0002 builds them and says which query each serves.
+        Index(
+            "ix_documents_tenant_id_created_at_id",
+            "tenant_id",
+            column("created_at").desc(),
+            column("id").desc(),
+        ),
+        Index(
+            "ix_documents_tenant_id_status_created_at_id",
+            "tenant_id",
+            "status",
+            column("created_at").desc(),
+            column("id").desc(),
+        ),
+        Index(
+            "ix_documents_status_created_at_id",
+            "status",
+            column("created_at").desc(),
+            column("id").desc(),
+        ),
     )
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="RESTRICT"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, true
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, column, func, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.enums import Role, sql_in
@@ -15,6 +15,21 @@ class User(Base):
     __table_args__ = (
         CheckConstraint(sql_in("role", Role), name="role_valid"),
         CheckConstraint("email = lower(email)", name="email_lower_case"),
+        # Performance indexes: migration 0002 builds them and says which query each serves.
+        # `email` alone needs none: its unique constraint is already a b-tree index.
+        Index("ix_users_company_id_full_name_id", "company_id", "full_name", "id"),
+        Index(
+            "ix_users_company_id_lower_full_name",
+            "company_id",
+            func.lower(column("full_name")).label("lower_full_name"),
+            postgresql_ops={"lower_full_name": "text_pattern_ops"},
+        ),
+        Index(
+            "ix_users_company_id_email",
+            "company_id",
+            "email",
+            postgresql_ops={"email": "text_pattern_ops"},
+        ),
     )
 
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="RESTRICT"))

@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    column,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.enums import RunStatus, WorkflowStatus, sql_in
@@ -40,6 +50,21 @@ class UserWorkflowHistory(Base):
     __table_args__ = (
         CheckConstraint(sql_in("status", RunStatus), name="status_valid"),
         CheckConstraint("duration_seconds >= 0", name="duration_non_negative"),
+        # Performance indexes: migration 0002 builds them and says which query each serves.
+        Index(
+            "ix_user_workflow_history_user_id_company_id_started_at_id",
+            "user_id",
+            "company_id",
+            column("started_at").desc(),
+            column("id").desc(),
+        ),
+        Index("ix_user_workflow_history_workflow_id_started_at", "workflow_id", "started_at"),
+        Index(
+            "ix_user_workflow_history_company_id_started_at",
+            "company_id",
+            "started_at",
+            postgresql_include=["workflow_id", "user_id", "status", "id"],
+        ),
     )
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
