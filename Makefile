@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware
 
 help:
 	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
@@ -66,6 +66,18 @@ test-embedded: install
 
 test: lint test-postgres test-embedded
 	$(BIN)/coverage report --fail-under=85
+
+# The performance indexes' worth on the medium data set (a benchmark, not a test): a
+# throwaway PostgreSQL, p50/p95 of the hot endpoints before and after migration 0002, written
+# to tests/performance/REPORT-db.md. Several minutes. BENCH_DB_ARGS="--scale large" for more.
+bench-db: install test-deps
+	$(BIN)/python -m tests.performance.bench_db $(BENCH_DB_ARGS)
+
+# What the middleware stack costs a trivial endpoint against the bare app, in one run (uvicorn
+# on one core, a load generator on the other, Redis started for the production variant); the
+# figures go to tests/performance_report.md. About two minutes; fails when over 30%.
+bench-middleware: install test-deps
+	$(BIN)/python -m tests.performance.bench_middleware $(BENCH_MIDDLEWARE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov etter.db etter.db-* storage

@@ -43,6 +43,15 @@ def problem_type(slug: str) -> str:
     return f"urn:etter:problem:{slug}"
 
 
+def problem_type_for_status(status: int) -> str:
+    """The problem type of an HTTP error raised outside Etter's own code (routing, FastAPI):
+    the type of Etter's error for that status when there is one, else `about:blank`."""
+    for error_class in _ERROR_CLASSES:
+        if error_class.status == status:
+            return problem_type(error_class.slug)
+    return "about:blank"
+
+
 class BadRequestError(EtterError):
     status = 400
     slug = "bad-request"
@@ -110,3 +119,18 @@ class ServiceUnavailableError(EtterError):
 
     def __init__(self, detail: str | None = None, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+# Distinct statuses only: 422 maps to ValidationFailedError, not to a subclass added later.
+_ERROR_CLASSES: tuple[type[EtterError], ...] = (
+    BadRequestError,
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    ConflictError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    ValidationFailedError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)

@@ -1,7 +1,8 @@
 """The one renderer: every error leaves as RFC 9457 `application/problem+json`.
 
-`install_problem_handlers` registers the handlers on the app; the request-context middleware
-uses `problem_response` for the unexpected (500) errors that escape them.
+`install_problem_handlers` registers the handlers on the app; the middleware uses the same
+functions: the request-logging middleware for the unexpected (500) errors that escape the
+handlers, the rate limiter for its 429s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from common.exceptions import (
     FieldError,
     ServiceUnavailableError,
     problem_type,
+    problem_type_for_status,
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -121,6 +123,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors (unknown route 404, 405 with its `Allow`, ...)."""
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) else phrase
@@ -129,6 +132,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         status=exc.status_code,
         title=phrase,
         detail=detail,
+        type_=problem_type_for_status(exc.status_code),
         headers=dict(exc.headers or {}),
     )
 
@@ -154,7 +158,10 @@ async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    cause = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+    # SQLAlchemy's asyncpg adapter re-raises asyncpg's errors as generic DBAPI classes (a
+    # cancelled query arrives as `...asyncpg.Error`); the driver's own class is their cause.
+    driver_error = getattr(exc.orig, "__cause__", None) or exc.orig or exc
+    cause = type(driver_error).__name__
     if exc.connection_invalidated or cause in {
         "QueryCanceledError",
         "ConnectionDoesNotExistError",

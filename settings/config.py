@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Any, Literal, Self
 
+import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The development secret. Production refuses to start with it (or with none at all).
 DEVELOPMENT_SECRET_KEY = "etter-development-secret-key-change-me"
 SQLITE_DEFAULT_URL = "sqlite+aiosqlite:///./etter.db"
+# The longest TTL a cache may be given (CACHE_TTL_*): a day.
+CACHE_MAX_TTL_SECONDS = 86_400
 
 
 class Environment(StrEnum):
@@ -27,7 +31,13 @@ class Environment(StrEnum):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        # A refused setting must not print the inputs: they hold SECRET_KEY and the passwords
+        # in DATABASE_URL / REDIS_URL, and start-up errors end up in logs.
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -67,6 +77,47 @@ class Settings(BaseSettings):
     # --- demo data ------------------------------------------------------------------------
     seed_demo_data: bool = True
 
+    # --- cache (services/cache_service.py) ------------------------------------------------
+    # Off: every read goes to the database and the cache writes nothing (the rollback switch).
+    cache_enabled: bool = True
+    # Seconds an entry lives, per cache; 0 turns that one cache off. Writes through the API
+    # invalidate at once: the TTL only bounds how long a write made elsewhere stays unseen.
+    cache_ttl_companies: int = Field(300, ge=0, le=CACHE_MAX_TTL_SECONDS)
+    cache_ttl_autocomplete: int = Field(60, ge=0, le=CACHE_MAX_TTL_SECONDS)
+    cache_ttl_principal: int = Field(60, ge=0, le=CACHE_MAX_TTL_SECONDS)
+    cache_ttl_workflows: int = Field(120, ge=0, le=CACHE_MAX_TTL_SECONDS)
+    cache_ttl_simulations: int = Field(600, ge=0, le=CACHE_MAX_TTL_SECONDS)
+    cache_ttl_dashboard: int = Field(60, ge=0, le=CACHE_MAX_TTL_SECONDS)
+    # Stampede lock: how long one process may compute a value while the others wait for it.
+    cache_lock_timeout_ms: int = Field(3000, ge=50, le=60_000)
+    # After a cache backend error, the cache is skipped (a miss) this long before a new try.
+    cache_retry_seconds: float = Field(1.0, ge=0, le=300)
+    # Embedded default (no REDIS_URL): entries kept in process memory, least recent dropped.
+    cache_memory_max_entries: int = Field(10_000, ge=1, le=10_000_000)
+
+    # --- edges: compression, rate limits, client address (middleware/) -------------------
+    # Bodies of at least this many bytes are gzipped for clients that accept gzip.
+    gzip_min_size: int = Field(1024, ge=0)
+    # zlib level: 5 keeps most of level 9's ratio on JSON at a fraction of its CPU.
+    gzip_level: int = Field(5, ge=1, le=9)
+    rate_limit_enabled: bool = True
+    rate_limit_strategy: Literal["sliding-window-counter", "moving-window"] = (
+        "sliding-window-counter"
+    )
+    # Policies per route class, in the `limits` notation ("600/minute", "10 per 5 minutes").
+    rate_limit_login: str = "20/minute"  # POST /auth/token, per client IP
+    rate_limit_login_account: str = "10/minute"  # POST /auth/token, per account (brute force)
+    rate_limit_write: str = "120/minute"  # POST/PUT/PATCH/DELETE, per user
+    rate_limit_read: str = "600/minute"  # GET/HEAD/OPTIONS, per user
+    rate_limit_anonymous: str = "60/minute"  # no valid token, per client IP
+    # After Redis failed, how long the in-process fallback serves before Redis is tried again.
+    rate_limit_redis_retry_seconds: float = Field(5.0, gt=0, le=300)
+    # Most hits one process may take from Redis at once for a busy caller (1: every request
+    # asks Redis). Never more than 2% of a policy's quota.
+    rate_limit_lease_max: int = Field(16, ge=1, le=1000)
+    # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -89,6 +140,33 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_login_account",
+        "rate_limit_write",
+        "rate_limit_read",
+        "rate_limit_anonymous",
+    )
+    @classmethod
+    def _one_rate_limit(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
+        if len(limits.parse_many(value)) != 1:
+            raise ValueError("one rate limit per policy, like '600/minute'")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        """`10.0.0.0/8, 127.0.0.1` from the environment; a plain address is a /32 (or /128)."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(ip_network(part, strict=False) for part in value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:

@@ -3,8 +3,16 @@
 Nothing is connected at import time: the lifespan opens the engine and the Redis client and
 closes them on shutdown, so importing this module (tests, tools, workers) is free.
 
-Middleware order, outermost first (each in `middleware/`):
-1. RequestContextMiddleware: request id, log context, the generic 500 for escaped errors.
+Middleware, all pure ASGI and each in `middleware/`, in this order (outermost first; Starlette
+adds its own ServerErrorMiddleware outside and ExceptionMiddleware inside these):
+1. SecurityHeadersMiddleware: nosniff, DENY framing, no referrer, a deny-all CSP for the API;
+   outermost so that even the last-resort 500 below carries them.
+2. RequestLoggingMiddleware: request id (kept or made, echoed), client address, log context,
+   one access-log event per request, and the generic 500 problem for errors that escaped the
+   handlers. Above everything else, so every response, a 429 included, is logged with its id.
+3. RateLimitMiddleware: refuses over-limit requests before any other work is done (routing,
+   auth, database) and adds the RateLimit headers; /health/* and /metrics pass unlimited.
+4. CompressionMiddleware: gzip, innermost, so that the logged response size is what went out.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from api import (
     auth,
@@ -28,8 +37,13 @@ from api import (
 )
 from api.dependencies import API_PREFIX
 from common.problems import install_problem_handlers
-from common.structured_logger import configure_logging
-from middleware.request_context import RequestContextMiddleware
+from common.structured_logger import configure_logging, install_slow_query_log
+from middleware.compression import CompressionMiddleware
+from middleware.logging_middleware import RequestLoggingMiddleware
+from middleware.rate_limit_backend import RateLimitBackend
+from middleware.rate_limiter import RateLimitMiddleware
+from middleware.security_headers import SecurityHeadersMiddleware
+from services.cache_service import create_cache
 from settings.config import Settings, get_settings
 from settings.database import Database
 from settings.redis import create_redis
@@ -37,23 +51,56 @@ from settings.redis import create_redis
 log = structlog.get_logger("etter")
 
 
+def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[Middleware]:
+    """The documented order above, outermost first."""
+    stack = [
+        Middleware(SecurityHeadersMiddleware, page_paths=("/docs",)),
+        Middleware(RequestLoggingMiddleware, trusted_proxies=settings.trusted_proxies),
+    ]
+    if settings.rate_limit_enabled:
+        stack.append(
+            Middleware(
+                RateLimitMiddleware,
+                settings=settings,
+                backend=rate_limits,
+                login_path=f"{API_PREFIX}/auth/token",
+                exempt_prefixes=("/health/", "/metrics"),
+                trusted_proxies=settings.trusted_proxies,
+            )
+        )
+    stack.append(
+        Middleware(
+            CompressionMiddleware,
+            minimum_size=settings.gzip_min_size,
+            compresslevel=settings.gzip_level,
+        )
+    )
+    return stack
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    rate_limits = RateLimitBackend.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.json_logs)
         app.state.database = Database.from_settings(settings)
+        install_slow_query_log(app.state.database.engine, settings.db_slow_query_ms)
         app.state.redis = create_redis(settings)
+        # Shares the app's Redis client; in memory without one; None when CACHE_ENABLED is off.
+        app.state.cache = create_cache(settings, app.state.redis)
         log.info(
             "startup",
             environment=settings.environment.value,
             database=app.state.database.engine.dialect.name,
             redis=app.state.redis is not None,
+            cache=app.state.cache.backend.name if app.state.cache else "off",
         )
         try:
             yield
         finally:
+            await rate_limits.aclose()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await app.state.database.dispose()
@@ -67,8 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        middleware=middleware_stack(settings, rate_limits),
     )
     app.state.settings = settings
+    app.state.rate_limits = rate_limits
     install_problem_handlers(app)
     for module in (
         auth,
@@ -82,7 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
-    app.add_middleware(RequestContextMiddleware)
     return app
 
 

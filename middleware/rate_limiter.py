@@ -1,0 +1,228 @@
+"""Rate limiting per route class (pure ASGI), with the IETF draft's `RateLimit` headers.
+
+It runs before authentication, so it recognises the caller by checking the bearer token's
+signature only (no database): a valid token is limited per user, anything else per client
+address. Route classes, decided by method and path:
+
+- login (`POST /api/v1/auth/token`): per client address, and per account named in the form,
+  against password guessing spread over many addresses;
+- write (POST, PUT, PATCH, DELETE) and read (GET, HEAD, OPTIONS): per user;
+- anonymous (no valid token): per client address;
+- `/health/*` and `/metrics`: never limited.
+
+Limited responses carry `RateLimit-Policy: "read";q=600;w=60` and `RateLimit: "read";r=599;t=60`;
+a refusal is a 429 problem with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.exceptions import PayloadTooLargeError, RateLimitedError
+from common.metrics import RATE_LIMITED
+from common.problems import error_response
+from common.security import decode_access_token
+from middleware.client_ip import Network, client_ip_of
+from middleware.rate_limit_backend import Policies, Policy, RateLimitBackend, Verdict
+from settings.config import Settings
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A login form is a few hundred bytes; a larger one is refused rather than left unparsed,
+# or padding the body would slip past the per-account limit.
+MAX_LOGIN_BODY = 16 * 1024
+
+log = structlog.get_logger("etter.ratelimit")
+
+
+def bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            return token.strip() or None
+    return None
+
+
+class TokenUsers:
+    """Bearer token -> user id, for tokens whose signature was checked in the last `ttl`
+    seconds.
+
+    Checking a signature through PyJWT costs tens of microseconds, more than the rest of the
+    limiter; a client sends the same token for its whole lifetime. Only valid tokens are kept
+    (random junk cannot evict them), the oldest first out when full. A token that expires while
+    cached is still counted against its user for at most `ttl` seconds: this names a rate-limit
+    bucket, it authorises nothing (the auth dependency checks every request).
+    """
+
+    def __init__(self, settings: Settings, ttl: float = 60.0, size: int = 10_000) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self.size = size
+        self._users: dict[str, tuple[int, float]] = {}
+
+    def user_id(self, token: str) -> int | None:
+        now = time.monotonic()
+        cached = self._users.get(token)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        claims = decode_access_token(self.settings, token)
+        if claims is None:
+            self._users.pop(token, None)
+            return None
+        if len(self._users) >= self.size:
+            del self._users[next(iter(self._users))]
+        self._users[token] = (claims.user_id, now + self.ttl)
+        return claims.user_id
+
+
+def account_key(username: str) -> str:
+    """The account as the login service matches it, hashed: no email address in Redis keys."""
+    normalised = username.strip().lower().encode("utf-8", "replace")
+    return "account:" + hashlib.sha256(normalised).hexdigest()[:32]
+
+
+def header_values(verdicts: Sequence[Verdict]) -> list[tuple[bytes, bytes]]:
+    policy = ", ".join(
+        f'"{v.policy.name}";q={v.policy.quota};w={v.policy.window}' for v in verdicts
+    )
+    state = ", ".join(f'"{v.policy.name}";r={v.remaining};t={v.reset_in}' for v in verdicts)
+    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
+
+
+class RateLimitMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        backend: RateLimitBackend,
+        login_path: str,
+        exempt_prefixes: Sequence[str] = ("/health/", "/metrics"),
+        trusted_proxies: Sequence[Network] = (),
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.backend = backend
+        self.policies = Policies.from_settings(settings)
+        self.token_users = TokenUsers(settings)
+        self.login_path = login_path
+        self.exempt_prefixes = tuple(exempt_prefixes)
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
+            await self.app(scope, receive, send)
+            return
+        client = "ip:" + client_ip_of(scope, self.trusted_proxies)
+        method = scope["method"]
+        checks: list[tuple[Policy, str]]
+        if method == "POST" and scope["path"] == self.login_path:
+            checks = [(self.policies.login, client)]
+            messages, too_large = await self._read_body(receive)
+            receive = _replay(messages, receive)
+            if too_large:
+                error = PayloadTooLargeError("The login form is larger than any login needs.")
+                await error_response(scope, error)(scope, receive, send)
+                return
+            username = await self._form_username(scope, messages)
+            if username:
+                checks.append((self.policies.login_account, account_key(username)))
+        else:
+            token = bearer_token(scope)
+            user_id = self.token_users.user_id(token) if token else None
+            if user_id is None:
+                checks = [(self.policies.anonymous, client)]
+            elif method in READ_METHODS:
+                checks = [(self.policies.read, f"user:{user_id}")]
+            else:
+                checks = [(self.policies.write, f"user:{user_id}")]
+
+        verdicts: list[Verdict] = []
+        for policy, subject in checks:
+            verdict = await self.backend.hit(policy, subject)
+            verdicts.append(verdict)
+            if not verdict.allowed:
+                await self._refuse(verdict, verdicts, scope, receive, send)
+                return
+        headers = header_values(verdicts)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(
+        self,
+        verdict: Verdict,
+        verdicts: list[Verdict],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        RATE_LIMITED.labels(policy=verdict.policy.name).inc()
+        log.info("rate_limited", policy=verdict.policy.name, retry_after=verdict.retry_after)
+        detail = (
+            f"Too many requests for the '{verdict.policy.name}' limit "
+            f"({verdict.policy.quota} per {verdict.policy.window} s); "
+            f"retry in {verdict.retry_after} s."
+        )
+        response = error_response(scope, RateLimitedError(verdict.retry_after, detail))
+        for name, value in header_values(verdicts):
+            response.headers[name.decode()] = value.decode()
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _read_body(receive: Receive) -> tuple[list[Message], bool]:
+        """The request's messages, read up to MAX_LOGIN_BODY; True when the body is larger."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages, False  # the client left; the app will see it too
+            size += len(message.get("body", b""))
+            if size > MAX_LOGIN_BODY:
+                return messages, True
+            if not message.get("more_body", False):
+                return messages, False
+
+    @staticmethod
+    async def _form_username(scope: Scope, messages: list[Message]) -> str | None:
+        """`username` as the app will read it: same parser, same limits (FastAPI's defaults)."""
+        request = Request(scope, _replay(messages, _no_more_messages))
+        try:
+            form = await request.form()
+        except (HTTPException, MultiPartException):
+            return None  # the app's parser refuses it too (400)
+        try:
+            value = form.get("username")
+            return value if isinstance(value, str) else None
+        finally:
+            await form.close()
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+async def _no_more_messages() -> Message:
+    return {"type": "http.disconnect"}

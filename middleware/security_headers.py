@@ -1,0 +1,46 @@
+"""Security headers on every response (pure ASGI).
+
+The API answers JSON, never pages, so its Content-Security-Policy forbids everything: a response
+that a browser is tricked into rendering can run nothing and be framed nowhere. The interactive
+docs are pages (Swagger UI loads its script and styles from a CDN and runs an inline script), so
+they get the other headers but not that policy. A header the route set itself is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+CSP_HEADER = b"content-security-policy"
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, *, page_paths: Sequence[str] = ("/docs",)) -> None:
+        self.app = app
+        self.page_paths = tuple(page_paths)
+        self.api_headers = (*BASE_HEADERS, (CSP_HEADER, API_CSP))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_page = scope["path"].startswith(self.page_paths)
+        extra = BASE_HEADERS if is_page else self.api_headers
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in extra if h[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
