@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
+TEST_WORKERS ?= 2
 
 .PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware
 
@@ -29,10 +31,11 @@ seed: migrate
 	$(BIN)/python manage.py seed --scale demo
 
 # Migrates, seeds the demo data when the database is empty, prints the logins, serves.
+# --no-proxy-headers: X-Forwarded-For is honoured by our own middleware, from TRUSTED_PROXIES only.
 run: migrate
 	$(BIN)/python manage.py seed --scale demo --if-empty
 	$(BIN)/python manage.py demo-logins
-	$(BIN)/uvicorn settings.server:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn settings.server:app --host $(HOST) --port $(PORT) --no-proxy-headers
 
 # The test servers' binaries: installed with apt-get when missing and we are root.
 test-deps:
@@ -59,7 +62,7 @@ format: install
 
 test-postgres: install test-deps
 	$(BIN)/coverage erase
-	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
 	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
