@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Response, status
 
 from api.dependencies import CacheDep, CurrentUser
+from api.http_cache import NOT_MODIFIED, etag_response
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams, SessionDep
 from schemas.base import Page
@@ -35,9 +36,16 @@ async def list_simulations(
     return await simulations.list(page, company_id=company_id)
 
 
-@router.get("/{simulation_id}", response_model=Simulation, summary="A simulation and its results")
-async def get_simulation(simulation_id: SimulationId, simulations: SimulationServiceDep) -> object:
-    return await simulations.detail(simulation_id)
+@router.get(
+    "/{simulation_id}",
+    response_model=Simulation,
+    responses=NOT_MODIFIED,
+    summary="A simulation and its results",
+)
+async def get_simulation(
+    request: Request, simulation_id: SimulationId, simulations: SimulationServiceDep
+) -> object:
+    return etag_response(request, await simulations.detail(simulation_id))
 
 
 @router.post(

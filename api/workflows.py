@@ -6,6 +6,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from fastapi import status as http_status
 
 from api.dependencies import CacheDep, CurrentUser
+from api.http_cache import NOT_MODIFIED, etag_response
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams, SessionDep
 from common.enums import WorkflowStatus
@@ -56,10 +57,13 @@ async def list_workflows(
 @router.get(
     "/{workflow_id}",
     response_model=WorkflowDetail,
+    responses=NOT_MODIFIED,
     summary="Steps, automation potential and usage over the last 30 days",
 )
-async def get_workflow(workflow_id: WorkflowId, workflows: WorkflowServiceDep) -> object:
-    return await workflows.detail(workflow_id)
+async def get_workflow(
+    request: Request, workflow_id: WorkflowId, workflows: WorkflowServiceDep
+) -> object:
+    return etag_response(request, await workflows.detail(workflow_id))
 
 
 @router.post(

@@ -52,16 +52,19 @@ class DashboardService(BaseService[Company]):
         return self.principal.company_id
 
     async def build(self, company_id: int | None = None) -> ChroDashboard:
-        return await self.company_dashboard(self._target(company_id))
+        return await self._company_dashboard(self._target(company_id))
 
-    # Every write in the company drops it (services/cache_invalidation.py); `generated_at`
-    # says how fresh a cached one is.
+    # Private: its entry is keyed by `company_id` alone and shared by everyone who may see that
+    # company (its chro, the admin), so a hit answers whoever asks for that id without any
+    # check. Only `build()` calls it, once `_target()` has authorised the caller. Every write
+    # in the company drops it (services/cache_invalidation.py); `generated_at` says how fresh a
+    # cached one is.
     @cached(
         CacheName.DASHBOARD,
         scope=lambda self, company_id: tenant_scope(company_id),
         tags=lambda self, company_id: [Tags.dashboard(company_id)],
     )
-    async def company_dashboard(self, company_id: int) -> ChroDashboard:
+    async def _company_dashboard(self, company_id: int) -> ChroDashboard:
         now = utcnow()
         since = now - timedelta(days=WINDOW_DAYS)
         company = await self._company_activity(company_id, since)

@@ -16,6 +16,8 @@ from models import Company, UserWorkflowHistory, Workflow
 from schemas import workflows as schemas
 from services import cache_invalidation
 from services.base_service import BaseService, like_contains
+from services.cache_invalidation import Tags
+from services.cache_service import CacheName, cached, tenant_scope, user_scope
 
 STATS_WINDOW = timedelta(days=30)
 
@@ -65,6 +67,25 @@ class WorkflowService(BaseService[Workflow]):
             statement = statement.where(func.lower(Workflow.name).like(pattern, escape="\\"))
         return await paginate(self.session, statement, params)
 
+    # Never a shared scope: `get()` is tenant-filtered, and a hit skips it (and its 404). A
+    # tenant's users share one entry per workflow; the admin, who reads every company's, has
+    # its own, so neither can ever answer the other's request. A write drops the entry
+    # (`workflow_changed`), so does a new run (`run_recorded` drops `workflow-stats`); what no
+    # write signals is time: runs leave the 30-day window as it slides, so an entry may count
+    # a run that aged out since it was computed. The TTL (CACHE_TTL_WORKFLOWS, 120 s by
+    # default) bounds that; keep it in minutes, not hours.
+    @cached(
+        CacheName.WORKFLOWS,
+        scope=lambda self, **_: (
+            user_scope(self.principal.user_id)
+            if self.principal.is_admin
+            else tenant_scope(self.principal.company_id)
+        ),
+        tags=lambda self, workflow_id: [
+            Tags.workflow(workflow_id),
+            Tags.workflow_stats(workflow_id),
+        ],
+    )
     async def detail(self, workflow_id: int) -> schemas.WorkflowDetail:
         workflow = await self.get(workflow_id)
         stats = await self.usage_stats(workflow)
