@@ -13,8 +13,15 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.exceptions import ConflictError, NotFoundError, PermissionDeniedError
+from common.exceptions import (
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationFailedError,
+)
 from common.principal import Principal
+from models import Company
 from models.base import Base
 
 if TYPE_CHECKING:
@@ -68,6 +75,19 @@ class BaseService(Generic[M]):
 
     def require_admin(self) -> None:
         self.require(self.principal.is_admin, "This action needs the admin role.")
+
+    async def company_for_write(self, requested: int | None) -> int:
+        """The company a new object belongs to: the caller's own, unless the platform admin
+        names another (which must exist: 422). Anyone else naming another company: 403."""
+        if requested is None or requested == self.principal.company_id:
+            return self.principal.company_id
+        self.require(self.principal.is_admin, "Only the platform admin may act in another company.")
+        if await self.session.get(Company, requested) is None:
+            raise ValidationFailedError(
+                "The request is not valid; see `errors`.",
+                errors=[FieldError("body.company_id", "no company has this id")],
+            )
+        return requested
 
     async def flush(self, conflict_detail: str) -> None:
         """Flush pending writes; a unique-constraint violation becomes a 409, not a 500."""

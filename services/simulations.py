@@ -15,9 +15,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.enums import RunStatus, SimulationStatus, WorkflowStatus
-from common.exceptions import FieldError, ValidationFailedError
 from common.pagination import PageResult, PaginationParams
-from models import Company, Simulation, UserWorkflowHistory, Workflow
+from models import Simulation, UserWorkflowHistory, Workflow
 from models.base import utcnow
 from schemas import simulations as schemas
 from schemas.simulations import SimulationCreate, SimulationParametersInput
@@ -172,14 +171,7 @@ class SimulationService(BaseService[Simulation]):
 
     async def create(self, data: SimulationCreate) -> Simulation:
         self.require_chro_or_admin()
-        company_id = self.principal.company_id
-        if data.company_id is not None and data.company_id != company_id:
-            self.require_admin()
-            if await self.session.get(Company, data.company_id) is None:
-                raise ValidationFailedError(
-                    errors=[FieldError("company_id", "no company has this id")]
-                )
-            company_id = data.company_id
+        company_id = await self.company_for_write(data.company_id)
         simulation = await run_simulation(
             self.session,
             company_id=company_id,

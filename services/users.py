@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, or_, select
 
 from common.enums import Role
-from common.exceptions import FieldError, PermissionDeniedError, ValidationFailedError
+from common.exceptions import PermissionDeniedError
 from common.pagination import PageResult, PaginationParams, paginate
 from common.security import hash_password
-from models import Company, User
+from models import User
 from schemas.users import UserCreate, UserSuggestion, UserUpdate
 from services import cache_invalidation
 from services.base_service import BaseService, like_prefix
@@ -76,15 +76,7 @@ class UserService(BaseService[User]):
     async def create(self, data: UserCreate) -> User:
         self.require_chro_or_admin()
         self._check_role_grant(data.role)
-        company_id = self.principal.company_id
-        if data.company_id is not None:
-            # For anyone but the platform admin the field does not exist: a chro's users always
-            # join the chro's own company.
-            if not self.principal.is_admin:
-                raise _invalid_company("only the platform admin may choose the company")
-            if await self.session.get(Company, data.company_id) is None:
-                raise _invalid_company("no company has this id")
-            company_id = data.company_id
+        company_id = await self.company_for_write(data.company_id)
         user = User(
             company_id=company_id,
             email=data.email,
@@ -136,10 +128,3 @@ class UserService(BaseService[User]):
     def _check_may_manage(self, user: User) -> None:
         if user.role == Role.ADMIN.value:
             self.require_admin()
-
-
-def _invalid_company(message: str) -> ValidationFailedError:
-    return ValidationFailedError(
-        "The request is not valid; see `errors`.",
-        errors=[FieldError("body.company_id", message)],
-    )

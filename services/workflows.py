@@ -10,9 +10,8 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import defer
 
 from common.enums import RunStatus, WorkflowStatus
-from common.exceptions import FieldError, ValidationFailedError
 from common.pagination import PageResult, PaginationParams, paginate
-from models import Company, UserWorkflowHistory, Workflow
+from models import UserWorkflowHistory, Workflow
 from schemas import workflows as schemas
 from services import cache_invalidation
 from services.base_service import BaseService, like_contains
@@ -116,14 +115,7 @@ class WorkflowService(BaseService[Workflow]):
 
     async def create(self, data: schemas.WorkflowCreate) -> Workflow:
         self.require_chro_or_admin()
-        company_id = self.principal.company_id
-        if data.company_id is not None and data.company_id != company_id:
-            self.require_admin()
-            if await self.session.get(Company, data.company_id) is None:
-                raise ValidationFailedError(
-                    errors=[FieldError("body.company_id", "no company has this id")]
-                )
-            company_id = data.company_id
+        company_id = await self.company_for_write(data.company_id)
         workflow = Workflow(
             company_id=company_id,
             name=data.name,

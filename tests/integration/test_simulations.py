@@ -150,7 +150,7 @@ async def test_admin_naming_a_missing_company_is_a_validation_error(client, worl
 
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["errors"] == [{"field": "company_id", "message": "no company has this id"}]
+    assert r.json()["errors"] == [{"field": "body.company_id", "message": "no company has this id"}]
 
 
 async def test_another_tenants_chro_sees_none_of_the_data(client, world, tenant_data):
