@@ -63,19 +63,26 @@ def _number(value: Any) -> float:
 def automatable_minutes(steps: Iterable[Mapping[str, Any]]) -> float:
     """Σ minutes × automation score over the steps (negative minutes and scores count as 0,
     scores above 1 as 1)."""
-    total = 0.0
-    for step in steps:
-        minutes = max(0.0, _number(step.get("minutes")))
-        score = min(1.0, max(0.0, _number(step.get("automation_score"))))
-        total += minutes * score
-    return total
+    return math.fsum(
+        max(0.0, _number(step.get("minutes")))
+        * min(1.0, max(0.0, _number(step.get("automation_score"))))
+        for step in steps
+    )
 
 
 def automation_potential(steps: Iterable[Mapping[str, Any]]) -> float:
-    """The minutes-weighted mean of the step scores (0 for a workflow without minutes)."""
+    """The minutes-weighted mean of the step scores, in 0..1 (0 for a workflow without minutes).
+
+    A step's weight is its share of the workflow's time: automating a long step saves more
+    than automating a short one. The single definition: workflows store it on every write,
+    simulations and the seeders use it too.
+    """
     steps = list(steps)
-    minutes = sum(max(0.0, _number(step.get("minutes"))) for step in steps)
-    return automatable_minutes(steps) / minutes if minutes else 0.0
+    minutes = math.fsum(max(0.0, _number(step.get("minutes"))) for step in steps)
+    if minutes <= 0:
+        return 0.0
+    # Clamped because float rounding must never trip the table's 0..1 check constraint.
+    return min(1.0, max(0.0, automatable_minutes(steps) / minutes))
 
 
 def adoption_curve(adoption_rate: float, ramp_months: int, horizon_months: int) -> list[float]:

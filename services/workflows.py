@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ from common.enums import RunStatus, WorkflowStatus
 from common.pagination import PageResult, PaginationParams, paginate
 from models import UserWorkflowHistory, Workflow
 from schemas import workflows as schemas
-from services import cache_invalidation
+from services import cache_invalidation, simulation_model
 from services.base_service import BaseService, like_contains
 from services.cache_invalidation import Tags
 from services.cache_service import CacheName, cached, tenant_scope, user_scope
@@ -22,18 +21,9 @@ STATS_WINDOW = timedelta(days=30)
 
 
 def automation_potential(steps: Iterable[schemas.WorkflowStep]) -> float:
-    """The minutes-weighted mean of the steps' automation scores, in 0..1.
-
-    A step's weight is its share of the workflow's time: automating a long step saves more
-    than automating a short one.
-    """
-    steps = list(steps)
-    total_minutes = math.fsum(step.minutes for step in steps)
-    if total_minutes <= 0:
-        return 0.0
-    weighted = math.fsum(step.minutes * step.automation_score for step in steps)
-    # Clamped because float rounding must never trip the table's 0..1 check constraint.
-    return min(1.0, max(0.0, weighted / total_minutes))
+    """The workflow's automation potential from its validated steps (services.simulation_model
+    holds the one definition)."""
+    return simulation_model.automation_potential(step.model_dump() for step in steps)
 
 
 class WorkflowService(BaseService[Workflow]):
