@@ -9,7 +9,7 @@ PORT ?= 8000
 # pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
 TEST_WORKERS ?= 2
 
-.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache
 
 help:
 	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
@@ -81,6 +81,12 @@ bench-db: install test-deps
 # figures go to tests/performance_report.md. About two minutes; fails when over 30%.
 bench-middleware: install test-deps
 	$(BIN)/python -m tests.performance.bench_middleware $(BENCH_MIDDLEWARE_ARGS)
+
+# What the cache buys each cached endpoint on the medium data set: p50/p95 of a miss against a
+# hit over HTTP (real uvicorn, throwaway PostgreSQL and Redis), the cached calls alone, and
+# the hit rate of a mixed run; written to tests/performance_report.md. About two minutes.
+bench-cache: install test-deps
+	$(BIN)/python -m tests.performance.bench_cache $(BENCH_CACHE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov etter.db etter.db-* storage

@@ -94,10 +94,20 @@ def _is_secret_key(key: str) -> bool:
     return known
 
 
+# Values that cannot hold a credential: skipped on a type lookup (most of an event's values).
+_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+
+
 def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    memo = _secret_key_memo
     for key, value in event_dict.items():
-        if _is_secret_key(key):
+        secret = memo.get(key)
+        if secret is None:
+            secret = _is_secret_key(key)
+        if secret:
             event_dict[key] = REDACTED
+        elif value.__class__ in _PLAIN_TYPES:
+            continue
         elif isinstance(value, str):
             if "eyJ" in value or "earer" in value:
                 event_dict[key] = _scrub(value)
@@ -193,14 +203,42 @@ class _SinkHandler(logging.Handler):
             self.handleError(record)
 
 
+_timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamper,
         redact_secrets,
     ]
+
+
+def log_fast(logger_name: str, method: str, event: str, fields: dict[str, Any]) -> None:
+    """Log one event as `get_logger(logger_name).<method>(event, **fields)` would, cheaper.
+
+    For the access log, one event per request: structlog's bound logger walks the generic
+    chain through several layers of calls (about half of the event's cost). This applies the
+    same steps inline, in the same order, with the same processors where they carry a
+    guarantee (the context merge, the timestamp, `redact_secrets`), and renders through the
+    same sink, so the line is the one the chain would have written, JSON or readable. Only
+    `info`, `warning` and `error` are meant (the names `add_log_level` keeps as they are).
+    `fields` is taken over (not copied).
+    """
+    if _LEVELS[method] < _sink.level:
+        return
+    fields["event"] = event
+    structlog.contextvars.merge_contextvars(None, method, fields)
+    fields["level"] = method
+    fields["logger"] = logger_name
+    _timestamper(None, method, fields)
+    redact_secrets(None, method, fields)
+    if _sink.json:
+        _sink.write(_json_dumps(fields))
+    else:
+        _sink.write(_sink.render(None, method, fields))
 
 
 def formatter() -> logging.Formatter:

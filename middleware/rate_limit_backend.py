@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from limits import RateLimitItem, parse
@@ -41,14 +41,17 @@ class Policy:
 
     name: str
     item: RateLimitItem
+    # Derived once from `item`: read on every request (headers, reset times).
+    quota: int = field(init=False)
+    window: int = field(init=False)
+    # The `RateLimit-Policy` entry, constant for the policy: `"read";q=600;w=60`.
+    header: bytes = field(init=False)
 
-    @property
-    def quota(self) -> int:
-        return self.item.amount
-
-    @property
-    def window(self) -> int:
-        return self.item.get_expiry()
+    def __post_init__(self) -> None:
+        quota, window = self.item.amount, self.item.get_expiry()
+        object.__setattr__(self, "quota", quota)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "header", f'"{self.name}";q={quota};w={window}'.encode())
 
     @classmethod
     def parse(cls, name: str, limit: str) -> Policy:
@@ -227,15 +230,16 @@ class RateLimitBackend:
         lease = self._leases.get(key)
         if lease is None or time.monotonic() - lease.taken_at >= self.lease_ttl:
             return None
+        now = time.time()
         if lease.refused:
-            if time.time() < lease.reset_at:  # told to retry later: no need to ask again
-                return Verdict(policy, False, 0, _reset_in(policy, lease.reset_at, 0))
+            if now < lease.reset_at:  # told to retry later: no need to ask again
+                return Verdict(policy, False, 0, _reset_in(policy, lease.reset_at, 0, now))
             return None
         if lease.units <= 0:
             return None
         lease.units -= 1
         remaining = lease.remaining + lease.units
-        return Verdict(policy, True, remaining, _reset_in(policy, lease.reset_at, remaining))
+        return Verdict(policy, True, remaining, _reset_in(policy, lease.reset_at, remaining, now))
 
     async def _refill(
         self, limiter: RateLimiter, policy: Policy, subject: str, key: tuple[str, str]
@@ -277,8 +281,9 @@ class RateLimitBackend:
             await self._redis_pool.aclose()
 
 
-def _reset_in(policy: Policy, reset_at: float, remaining: int) -> int:
-    reset_in = min(policy.window, max(0, math.ceil(reset_at - time.time())))
+def _reset_in(policy: Policy, reset_at: float, remaining: int, now: float | None = None) -> int:
+    now = time.time() if now is None else now
+    reset_in = min(policy.window, max(0, math.ceil(reset_at - now)))
     if reset_in == 0 and remaining < policy.quota:
         # The sliding-window stats compute the reset modulo the window, so a hit made at the
         # very start of a window reads 0 where a whole window is meant.

@@ -27,6 +27,7 @@ class SecurityHeadersMiddleware:
         self.app = app
         self.page_paths = tuple(page_paths)
         self.api_headers = (*BASE_HEADERS, (CSP_HEADER, API_CSP))
+        self.names = frozenset(name for name, _ in self.api_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,12 +35,20 @@ class SecurityHeadersMiddleware:
             return
         is_page = scope["path"].startswith(self.page_paths)
         extra = BASE_HEADERS if is_page else self.api_headers
+        names = self.names
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in extra if h[0] not in present)
+                headers = list(message.get("headers", ()))
+                # Usually the route set none of ours: one plain pass finds that out, and the
+                # precomputed tuple goes on whole.
+                for name, _ in headers:
+                    if name.lower() in names:
+                        present = {n.lower() for n, _ in headers}
+                        headers.extend(h for h in extra if h[0] not in present)
+                        break
+                else:
+                    headers.extend(extra)
                 message["headers"] = headers
             await send(message)
 

@@ -234,3 +234,40 @@ def test_token_users_checks_a_signature_once_and_never_caches_junk(monkeypatch):
 )
 def test_gzip_refusals(header, refused):
     assert refuses_gzip(header) is refused
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        (b"gzip, deflate", True),
+        (b"GZip", True),
+        (b"gzip;q=0, identity", False),
+        (b"identity", False),
+        (b"br", False),
+    ],
+)
+def test_gzip_acceptance_is_the_same_on_every_call(header, accepted):
+    from middleware.compression import accepts_gzip
+
+    # The second answer comes from the memo: it must not differ from the first.
+    assert accepts_gzip(header) is accepted
+    assert accepts_gzip(header) is accepted
+
+
+def test_token_users_by_header_checks_once_and_never_caches_junk(monkeypatch):
+    settings = Settings(_env_file=None, secret_key=SECRET)
+    users = TokenUsers(settings)
+    calls = []
+    from middleware import rate_limiter
+
+    real = rate_limiter.decode_access_token
+    monkeypatch.setattr(
+        rate_limiter, "decode_access_token", lambda s, t: calls.append(t) or real(s, t)
+    )
+    token = create_access_token(settings, 7).token
+    header = f"Bearer {token}".encode()
+    assert [users.user_for_header(header) for _ in range(3)] == [7, 7, 7]
+    assert len(calls) == 1
+    for junk in (b"Bearer junk.token.value", b"Basic dXNlcg==", b"Bearer "):
+        assert users.user_for_header(junk) is None
+        assert junk not in users._by_header
