@@ -30,6 +30,7 @@ from api import (
     companies,
     documents,
     health,
+    metrics,
     simulations,
     users,
     workflow_history,
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 
