@@ -70,6 +70,7 @@ from settings.config import Settings
 from settings.database import Database
 from settings.server import create_app
 from tests import servers
+from tests.performance.report import cpu_model, memory_total, write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "tests" / "performance_report.md"
@@ -577,18 +578,7 @@ async def mixed_run(
 
 
 def machine(pg_version: str, redis_version: str) -> list[tuple[str, str]]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
+    model, memory = cpu_model(), memory_total()
     return [
         ("nproc", str(os.cpu_count())),
         ("CPU", model),
@@ -828,14 +818,7 @@ def render(
 
 def write_report(section: str) -> None:
     """Replace this benchmark's section between its markers, or append it; nothing else."""
-    text_ = REPORT.read_text() if REPORT.exists() else "# Etter performance report\n"
-    if START_MARK in text_ and END_MARK in text_:
-        before, rest = text_.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1].lstrip("\n")
-        text_ = before + section + ("\n" + after if after else "")
-    else:
-        text_ = text_.rstrip("\n") + "\n\n" + section
-    REPORT.write_text(text_)
+    write_section(REPORT, START_MARK, END_MARK, section)
 
 
 # --- main -------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from services.bulk_seeding import (
 from services.workflow_history import CURSOR_PURPOSE
 from settings.config import Settings
 from tests import servers
+from tests.performance.report import cpu_model, memory_total
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = Path(__file__).with_name("REPORT-db.md")
@@ -273,17 +274,7 @@ def history_targets(base: str, token: str, ids: Ids, deep_position: list[object]
 
 
 def machine(pg_url: str) -> list[tuple[str, str]]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    model, memory = cpu_model(), memory_total()
     version = subprocess.run(
         [str(servers.postgres_bin_dir() / "postgres"), "--version"],
         capture_output=True,

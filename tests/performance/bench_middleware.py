@@ -45,6 +45,7 @@ from tests import servers
 from tests.performance.bench_apps import PING_PATH
 from tests.performance.layer_costs import measure as measure_layers
 from tests.performance.loadgen import LoadResult, run_load_in_process
+from tests.performance.report import cpu_model, memory_total, write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "tests" / "performance_report.md"
@@ -75,18 +76,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine() -> dict[str, str]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
+    model, memory = cpu_model(), memory_total()
     return {
         "nproc": str(os.cpu_count()),
         "CPU": model,
@@ -278,14 +268,7 @@ def report(
 
 
 def write_report(section: str) -> None:
-    text = REPORT.read_text() if REPORT.exists() else "# Etter performance report\n"
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    REPORT.write_text(text)
+    write_section(REPORT, START_MARK, END_MARK, section)
 
 
 def main() -> int:
