@@ -97,6 +97,14 @@ class UnsupportedMediaTypeError(EtterError):
     title = "Unsupported media type"
 
 
+class PreconditionRequiredError(EtterError):
+    """428: the change must say which version it was based on (RFC 6585)."""
+
+    status = 428
+    slug = "precondition-required"
+    title = "Precondition required"
+
+
 class ValidationFailedError(EtterError):
     status = 422
     slug = "validation-error"

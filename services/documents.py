@@ -37,10 +37,10 @@ from sqlalchemy.orm.exc import StaleDataError
 from common.enums import DocumentStatus
 from common.exceptions import (
     ConflictError,
-    EtterError,
     FieldError,
     NotFoundError,
     PayloadTooLargeError,
+    PreconditionRequiredError,
     ValidationFailedError,
 )
 from common.pagination import PageResult, PaginationParams, paginate
@@ -69,14 +69,6 @@ TRANSITIONS: dict[DocumentStatus, frozenset[DocumentStatus]] = {
 # A stored file without a row is only swept once it is this old: a younger one may belong to
 # an upload whose row is not committed yet.
 ORPHAN_GRACE = timedelta(hours=1)
-
-
-class PreconditionRequiredError(EtterError):
-    """428: the change must say which version it was based on (RFC 6585)."""
-
-    status = 428
-    slug = "precondition-required"
-    title = "Precondition required"
 
 
 class UploadSource(Protocol):
