@@ -9,6 +9,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -31,7 +32,9 @@ from services.bulk_seeding import (
     vacuum_analyze,
 )
 from services.companies import get_or_create_company
+from services.documents import sweep_orphans
 from services.seeding import DEMO_LOGINS, Scale, is_empty, seed
+from services.storage import FileStorage
 from services.users import UserService
 from settings.config import Settings
 from settings.database import Database
@@ -184,6 +187,25 @@ def _bulk_seed_command(settings: Settings, scale: SeedScale, if_empty: bool) -> 
     except BulkSeedError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+@app.command("sweep-documents")
+def sweep_documents(
+    grace_minutes: Annotated[
+        int, typer.Option(min=0, help="leave files younger than this alone (uploads in flight)")
+    ] = 60,
+) -> None:
+    """Delete stored document files that no document refers to (left by a crash between a
+    delete's commit and the removal of its bytes, or by an interrupted upload)."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> str:
+        report = await sweep_orphans(
+            session, FileStorage(settings.storage_dir), older_than=timedelta(minutes=grace_minutes)
+        )
+        return f"Scanned {report.scanned} stored files; removed {len(report.removed)} orphans."
+
+    typer.echo(_in_transaction(work))
 
 
 @app.command("demo-logins")

@@ -83,7 +83,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
     database = directory / "etter.db"
     migrated = run(database, "migrate", cwd=directory)
     assert migrated.returncode == 0, migrated.stderr
-    seeded = run(database, "seed", "--scale", "demo")
+    seeded = run(database, "seed", "--scale", "demo", STORAGE_DIR=str(directory / "storage"))
     assert seeded.returncode == 0, seeded.stderr
     return database, seeded
 
@@ -94,7 +94,11 @@ def results(seeded, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Resul
     database, _ = seeded
     spare = tmp_path_factory.mktemp("production") / "prod.db"
     commands = {
-        "seed again": (database, ["seed", "--scale", "demo"], {}),
+        "seed again": (
+            database,
+            ["seed", "--scale", "demo"],
+            {"STORAGE_DIR": str(database.parent / "storage")},
+        ),
         "create chro": (
             database,
             ["create-user", "--email", CHRO_EMAIL.upper(), "--password", CHRO_PASSWORD,
@@ -236,3 +240,19 @@ def test_create_user_in_a_company_whose_slug_is_taken(seeded, results):
     assert results["slug taken"].returncode == 0, results["slug taken"].stderr
     slug = scalar(database, "SELECT slug FROM companies WHERE name = 'ACME CORP'")
     assert slug == "acme-corp-2"
+
+
+def test_sweep_documents_removes_only_orphans(seeded, tmp_path):
+    database, _ = seeded
+    storage = tmp_path / "storage"
+    known_key = scalar(database, "SELECT storage_key FROM documents ORDER BY id LIMIT 1")
+    orphan_key = "999/" + "ab" * 16
+    for key in (known_key, orphan_key):
+        path = storage / str(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"bytes")
+    result = run(database, "sweep-documents", "--grace-minutes", "0", STORAGE_DIR=str(storage))
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 orphans" in result.stdout
+    assert (storage / str(known_key)).exists()
+    assert not (storage / orphan_key).exists()
