@@ -64,7 +64,8 @@ class World:
         return bearer(self.settings, user)
 
     def as_role(self, name: str) -> dict[str, str]:
-        """Headers for one of: admin, chro, member, outsider, anonymous."""
+        """Headers for `anonymous` or any user of the world by attribute name (admin, chro,
+        member, other_member, other_chro, outsider)."""
         if name == "anonymous":
             return {}
         return self.auth(getattr(self, name))

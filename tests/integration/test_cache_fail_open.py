@@ -18,7 +18,7 @@ from services import cache_service
 from services.cache_service import KEY_PREFIX, CacheName
 from tests.cache_helpers import API, CacheCounts, client_for, entry_keys, running_app
 from tests.conftest import make_settings
-from tests.servers import RedisServer
+from tests.servers import RedisServer, redis_server
 
 COMPANIES = f"{API}/companies"
 AUTOCOMPLETE = f"{API}/users/autocomplete"
@@ -38,12 +38,9 @@ class LogRecorder:
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    """A Redis of this test's own, so stopping it leaves the run's server alone."""
+    with redis_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

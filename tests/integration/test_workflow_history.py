@@ -16,23 +16,10 @@ from common.principal import Principal
 from models import UserWorkflowHistory, Workflow
 from services.workflow_history import CURSOR_PURPOSE, WorkflowHistoryService
 from tests.factories import World
+from tests.foundation_helpers import assert_problem
 from tests.workflow_factories import create_run, create_workflow
 
 pytestmark = pytest.mark.embedded
-
-
-def headers(world: World, who: str) -> dict[str, str]:
-    if who in ("other_member", "other_chro"):
-        return world.auth(getattr(world, who))
-    return world.as_role(who)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    return body
 
 
 def iso(moment: datetime) -> str:
@@ -83,11 +70,11 @@ async def test_record_matrix(
     r = await client.post(
         runs_url(workflow.id),
         json={"status": "completed", "duration_seconds": 120},
-        headers=headers(world, who),
+        headers=world.as_role(who),
     )
     rows = (await db.execute(select(UserWorkflowHistory))).scalars().all()
     if status != 201:
-        problem(r, status)
+        assert_problem(r, status)
         assert rows == []
         return
     assert r.status_code == 201, r.text
@@ -125,7 +112,9 @@ async def test_archived_workflow_takes_no_runs_but_drafts_do(
     draft = await create_workflow(db, world.tenant, status=WorkflowStatus.DRAFT)
     await db.commit()
     auth = world.auth(world.member)
-    problem(await client.post(runs_url(archived.id), json={"status": "started"}, headers=auth), 409)
+    assert_problem(
+        await client.post(runs_url(archived.id), json={"status": "started"}, headers=auth), 409
+    )
     r = await client.post(runs_url(draft.id), json={"status": "started"}, headers=auth)
     assert r.status_code == 201, r.text
 
@@ -137,14 +126,14 @@ async def test_record_refuses_bad_ids(client: httpx.AsyncClient, world: World, b
         json={"status": "started"},
         headers=world.auth(world.member),
     )
-    problem(r, 422)
+    assert_problem(r, 422)
 
 
 async def test_record_on_unknown_workflow_is_404(client: httpx.AsyncClient, world: World) -> None:
     r = await client.post(
         runs_url(2_147_483_647), json={"status": "started"}, headers=world.auth(world.member)
     )
-    problem(r, 404)
+    assert_problem(r, 404)
 
 
 # --- recording: the time rules -----------------------------------------------------------------
@@ -413,7 +402,7 @@ async def test_record_refuses_invalid_runs(
 ) -> None:
     cases = {name: (body, field) for name, body, field in _invalid_runs(datetime.now(UTC))}
     body, field = cases[case]
-    found = problem(await record(client, world, workflow, body), 422)
+    found = assert_problem(await record(client, world, workflow, body), 422)
     assert any(field in error["field"] for error in found["errors"]), found
     assert (await db.execute(select(UserWorkflowHistory))).first() is None
 
@@ -442,7 +431,7 @@ async def test_malformed_runs_are_a_4xx_problem(
         headers={**world.auth(world.member), "Content-Type": "application/json"},
     )
     assert 400 <= r.status_code < 500, r.text
-    problem(r, r.status_code)
+    assert_problem(r, r.status_code)
 
 
 # --- reading a user's history: who -------------------------------------------------------------
@@ -471,9 +460,9 @@ async def test_history_matrix(
     run = await create_run(db, world.member, workflow)
     await create_run(db, world.other_member, workflow)  # someone else's run: never listed
     await db.commit()
-    r = await client.get(history_url(world.member.id), headers=headers(world, who))
+    r = await client.get(history_url(world.member.id), headers=world.as_role(who))
     if status != 200:
-        body = problem(r, status)
+        body = assert_problem(r, status)
         assert "items" not in body
         return
     assert r.status_code == 200, r.text
@@ -502,8 +491,12 @@ async def test_admin_reads_any_tenant_and_unknown_users_are_404(
     await db.commit()
     r = await client.get(history_url(world.outsider.id), headers=world.auth(world.admin))
     assert [item["id"] for item in r.json()["items"]] == [run.id]
-    problem(await client.get(history_url(2_147_483_647), headers=world.auth(world.admin)), 404)
-    problem(await client.get(history_url(2_147_483_647), headers=world.auth(world.chro)), 404)
+    assert_problem(
+        await client.get(history_url(2_147_483_647), headers=world.auth(world.admin)), 404
+    )
+    assert_problem(
+        await client.get(history_url(2_147_483_647), headers=world.auth(world.chro)), 404
+    )
 
 
 async def test_an_empty_history(client: httpx.AsyncClient, world: World) -> None:
@@ -515,7 +508,7 @@ async def test_an_empty_history(client: httpx.AsyncClient, world: World) -> None
 async def test_history_refuses_bad_ids(
     client: httpx.AsyncClient, world: World, bad_id: str
 ) -> None:
-    problem(
+    assert_problem(
         await client.get(
             f"/api/v1/users/{bad_id}/workflow-history", headers=world.auth(world.admin)
         ),
@@ -724,7 +717,7 @@ async def test_bad_cursors_are_400(client: httpx.AsyncClient, world: World, case
     r = await client.get(
         history_url(world.member.id), params={"cursor": cursor}, headers=world.auth(world.member)
     )
-    body = problem(r, 400)
+    body = assert_problem(r, 400)
     assert "cursor" in body["detail"]
 
 
@@ -742,5 +735,5 @@ async def test_limit_is_bounded(client: httpx.AsyncClient, world: World, limit: 
     r = await client.get(
         history_url(world.member.id), params={"limit": limit}, headers=world.auth(world.member)
     )
-    body = problem(r, 422)
+    body = assert_problem(r, 422)
     assert any("limit" in error["field"] for error in body["errors"])

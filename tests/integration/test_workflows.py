@@ -13,25 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.enums import RunStatus, WorkflowStatus
 from models import Workflow
 from tests.factories import World
+from tests.foundation_helpers import assert_problem
 from tests.workflow_factories import create_run, create_workflow, step_payload
 
 pytestmark = pytest.mark.embedded
 
 URL = "/api/v1/workflows"
-
-
-def headers(world: World, who: str) -> dict[str, str]:
-    if who in ("other_member", "other_chro"):
-        return world.auth(getattr(world, who))
-    return world.as_role(who)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    return body
 
 
 def new_workflow(**overrides: Any) -> dict[str, Any]:
@@ -90,9 +77,9 @@ async def test_list_matrix(
     status: int,
     expected: list[str] | None,
 ) -> None:
-    r = await client.get(URL, headers=headers(world, who))
+    r = await client.get(URL, headers=world.as_role(who))
     if expected is None:
-        problem(r, status)
+        assert_problem(r, status)
         return
     assert r.status_code == status, r.text
     body = r.json()
@@ -176,7 +163,9 @@ async def test_list_filters_order_and_pages(
 async def test_list_refuses_bad_query(
     client: httpx.AsyncClient, world: World, params: dict[str, Any]
 ) -> None:
-    body = problem(await client.get(URL, params=params, headers=world.auth(world.admin)), 422)
+    body = assert_problem(
+        await client.get(URL, params=params, headers=world.auth(world.admin)), 422
+    )
     assert body["errors"]
 
 
@@ -212,9 +201,9 @@ async def test_list_costs_three_statements(
 async def test_detail_matrix(
     client: httpx.AsyncClient, world: World, tenant_workflow: Workflow, who: str, status: int
 ) -> None:
-    r = await client.get(f"{URL}/{tenant_workflow.id}", headers=headers(world, who))
+    r = await client.get(f"{URL}/{tenant_workflow.id}", headers=world.as_role(who))
     if status != 200:
-        body = problem(r, status)
+        body = assert_problem(r, status)
         assert "Onboarding" not in r.text
         assert "steps" not in body
         return
@@ -286,9 +275,9 @@ async def test_detail_stats_match_hand_computed_values(
 async def test_create_matrix(
     client: httpx.AsyncClient, db: AsyncSession, world: World, who: str, status: int
 ) -> None:
-    r = await client.post(URL, json=new_workflow(), headers=headers(world, who))
+    r = await client.post(URL, json=new_workflow(), headers=world.as_role(who))
     if status != 201:
-        problem(r, status)
+        assert_problem(r, status)
         assert (await db.execute(select(Workflow))).first() is None
         return
     assert r.status_code == 201, r.text
@@ -314,7 +303,7 @@ async def test_create_in_another_company_is_for_the_admin(
     r = await client.post(
         URL, json=new_workflow(company_id=world.other_tenant.id), headers=world.auth(world.chro)
     )
-    problem(r, 403)
+    assert_problem(r, 403)
     # The chro naming its own company is fine.
     r = await client.post(
         URL,
@@ -325,7 +314,7 @@ async def test_create_in_another_company_is_for_the_admin(
     r = await client.post(
         URL, json=new_workflow(company_id=2_000_000_000), headers=world.auth(world.admin)
     )
-    body = problem(r, 422)
+    body = assert_problem(r, 422)
     assert body["errors"][0]["field"].endswith("company_id")
 
 
@@ -335,7 +324,7 @@ async def test_name_is_unique_per_company(client: httpx.AsyncClient, world: Worl
     )
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "Payroll"  # trimmed
-    body = problem(
+    body = assert_problem(
         await client.post(URL, json=new_workflow(name="Payroll"), headers=world.auth(world.chro)),
         409,
     )
@@ -391,7 +380,7 @@ async def test_create_refuses_invalid_bodies(
     client: httpx.AsyncClient, world: World, change: dict[str, Any], field: str
 ) -> None:
     r = await client.post(URL, json=new_workflow(**change), headers=world.auth(world.chro))
-    body = problem(r, 422)
+    body = assert_problem(r, 422)
     assert any(field in error["field"] for error in body["errors"]), body
 
 
@@ -434,7 +423,7 @@ async def test_malformed_json_is_a_4xx_problem(
         headers={**world.auth(world.chro), "Content-Type": "application/json"},
     )
     assert 400 <= r.status_code < 500, r.text
-    body = problem(r, r.status_code)
+    body = assert_problem(r, r.status_code)
     assert body["request_id"] == r.headers["x-request-id"]
 
 
@@ -472,11 +461,11 @@ async def test_update_matrix(
     r = await client.patch(
         f"{URL}/{tenant_workflow.id}",
         json={"description": "Changed"},
-        headers=headers(world, who),
+        headers=world.as_role(who),
     )
     stored = await reload(db, tenant_workflow.id)
     if status != 200:
-        problem(r, status)
+        assert_problem(r, status)
         assert stored.description is None
         return
     assert r.status_code == 200, r.text
@@ -538,7 +527,7 @@ async def test_update_refuses_invalid_bodies(
     r = await client.patch(
         f"{URL}/{tenant_workflow.id}", json=change, headers=world.auth(world.chro)
     )
-    body = problem(r, 422)
+    body = assert_problem(r, 422)
     assert any(field in error["field"] for error in body["errors"]), body
     stored = await reload(db, tenant_workflow.id)
     assert stored.automation_potential == pytest.approx(0.65)
@@ -552,7 +541,7 @@ async def test_rename_onto_another_name_conflicts(
     r = await client.patch(
         f"{URL}/{tenant_workflow.id}", json={"name": "Offboarding"}, headers=world.auth(world.chro)
     )
-    problem(r, 409)
+    assert_problem(r, 409)
     assert (await reload(db, tenant_workflow.id)).name == "Onboarding"
 
 
@@ -578,10 +567,10 @@ async def test_archive_matrix(
     who: str,
     status: int,
 ) -> None:
-    r = await client.delete(f"{URL}/{tenant_workflow.id}", headers=headers(world, who))
+    r = await client.delete(f"{URL}/{tenant_workflow.id}", headers=world.as_role(who))
     stored = await reload(db, tenant_workflow.id)
     if status != 204:
-        problem(r, status)
+        assert_problem(r, status)
         assert stored.status == "active"
         return
     assert r.status_code == 204, r.text
@@ -590,7 +579,7 @@ async def test_archive_matrix(
     # Archived, not gone: still readable, and archiving again changes nothing.
     r = await client.get(f"{URL}/{tenant_workflow.id}", headers=world.auth(world.member))
     assert r.json()["status"] == "archived"
-    r = await client.delete(f"{URL}/{tenant_workflow.id}", headers=headers(world, who))
+    r = await client.delete(f"{URL}/{tenant_workflow.id}", headers=world.as_role(who))
     assert r.status_code == 204
 
 
@@ -605,7 +594,7 @@ async def test_bad_ids_are_refused(
     r = await client.request(
         method, f"{URL}/{bad_id}", json={"description": "x"}, headers=world.auth(world.chro)
     )
-    problem(r, 422)
+    assert_problem(r, 422)
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
@@ -613,4 +602,4 @@ async def test_unknown_id_is_404(client: httpx.AsyncClient, world: World, method
     r = await client.request(
         method, f"{URL}/2147483647", json={"description": "x"}, headers=world.auth(world.admin)
     )
-    problem(r, 404)
+    assert_problem(r, 404)
