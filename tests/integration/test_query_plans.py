@@ -33,13 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from common.security import create_access_token
 from services.bulk_seeding import (
-    INTEGRATION_ACCOUNT,
     MARKER_COMPANY,
     BulkSizes,
     bulk_seed,
     vacuum_analyze,
 )
 from settings.server import create_app
+from tests.bulk_queries import biggest_tenant_ids
 from tests.conftest import make_settings
 from tests.scratch_database import scratch_database
 
@@ -110,27 +110,7 @@ async def bulk(postgres_url: str) -> AsyncIterator[Bulk]:
             async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
                 await vacuum_analyze(conn, report.transaction_id)
             async with engine.connect() as conn:
-                ids = (
-                    await conn.execute(
-                        text(
-                            """
-                            WITH c AS (SELECT id FROM companies WHERE name = :marker)
-                            SELECT
-                              (SELECT id FROM users WHERE company_id = (SELECT id FROM c)
-                                AND role = 'chro'),
-                              (SELECT max(id) FROM users WHERE company_id = (SELECT id FROM c)
-                                AND role = 'member' AND full_name <> :bot),
-                              (SELECT id FROM users WHERE full_name = :bot),
-                              (SELECT min(id) FROM workflows WHERE company_id = (SELECT id FROM c)
-                                AND status = 'active'),
-                              (SELECT max(id) FROM documents WHERE tenant_id = (SELECT id FROM c)),
-                              (SELECT max(id) FROM simulations
-                                WHERE company_id = (SELECT id FROM c))
-                            """
-                        ),
-                        {"marker": MARKER_COMPANY, "bot": INTEGRATION_ACCOUNT},
-                    )
-                ).one()
+                ids = await biggest_tenant_ids(conn)
             async with engine.begin() as conn:  # the platform operator, for its own paths
                 admin = await conn.scalar(
                     text(

@@ -41,14 +41,13 @@ from common.pagination import CursorCodec
 from common.security import create_access_token
 from services.bulk_seeding import (
     BULK_SIZES,
-    INTEGRATION_ACCOUNT,
-    MARKER_COMPANY,
     bulk_seed,
     vacuum_analyze,
 )
 from services.workflow_history import CURSOR_PURPOSE
 from settings.config import Settings
 from tests import servers
+from tests.bulk_queries import biggest_tenant_ids
 from tests.performance.report import cpu_model, memory_total
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,26 +135,7 @@ async def find_ids(url: str) -> tuple[Ids, list[object]]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        WITH c AS (SELECT id FROM companies WHERE name = :marker)
-                        SELECT
-                          (SELECT id FROM users WHERE company_id = (SELECT id FROM c)
-                            AND role = 'chro'),
-                          (SELECT max(id) FROM users WHERE company_id = (SELECT id FROM c)
-                            AND role = 'member' AND full_name <> :bot),
-                          (SELECT id FROM users WHERE full_name = :bot),
-                          (SELECT min(id) FROM workflows WHERE company_id = (SELECT id FROM c)
-                            AND status = 'active'),
-                          (SELECT max(id) FROM documents WHERE tenant_id = (SELECT id FROM c)),
-                          (SELECT max(id) FROM simulations WHERE company_id = (SELECT id FROM c))
-                        """
-                    ),
-                    {"marker": MARKER_COMPANY, "bot": INTEGRATION_ACCOUNT},
-                )
-            ).one()
+            row = await biggest_tenant_ids(conn)
             ids = Ids(*row)
             position = (
                 await conn.execute(
