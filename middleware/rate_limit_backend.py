@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from common.metrics import RATE_LIMIT_FALLBACK
+from common.metrics import RATE_LIMIT_FALLBACK, REDIS_ERRORS
 from settings.config import Settings
 
 REDIS_KEY_PREFIX = "etter:ratelimit"
@@ -194,6 +194,7 @@ class RateLimitBackend:
         return await self._hit(self.local, policy, subject)
 
     def _shared_failed(self, exc: BaseException) -> None:
+        REDIS_ERRORS.labels("rate_limit").inc()
         self._shared_down_until = time.monotonic() + self.retry_seconds
         self._leases.clear()
         if not self._degraded:

@@ -67,7 +67,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from common.metrics import CACHE_ERRORS, CACHE_HITS, CACHE_MISSES
+from common.metrics import CACHE_ERRORS, CACHE_HITS, CACHE_MISSES, REDIS_ERRORS
 from settings.config import Settings
 
 log = structlog.get_logger("etter.cache")
@@ -497,6 +497,7 @@ class Cache:
 
     def _failed(self, name: str, operation: str, error: BaseException) -> None:
         CACHE_ERRORS.labels(name, operation).inc()
+        REDIS_ERRORS.labels("cache").inc()
         if self._healthy:
             log.warning(
                 "cache_unavailable",
