@@ -28,6 +28,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from redis.asyncio import Redis
+from sqlalchemy.event import remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.typing import EventDict
 
@@ -54,8 +55,18 @@ def add_trace_context(_logger: Any, _method: str, event_dict: EventDict) -> Even
     return event_dict
 
 
+def _otlp_exporter(settings: Settings) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    # Headers, timeout, compression and certificates: the OTEL_EXPORTER_OTLP_* variables.
+    endpoint = settings.otel_exporter_otlp_traces_endpoint
+    if endpoint is None and settings.otel_exporter_otlp_endpoint:
+        endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    return OTLPSpanExporter(endpoint=endpoint)  # None: the SDK's default, localhost:4318
+
+
 def create_tracer_provider(
-    version: str, exporter: SpanExporter | None = None, *, batch: bool = True
+    version: str, exporter: SpanExporter, *, batch: bool = True
 ) -> TracerProvider:
     """A provider whose resource and sampler come from the OTEL_* variables; spans go to
     `exporter`, or to OTLP/HTTP as the OTEL_EXPORTER_OTLP_* variables say."""
@@ -65,10 +76,6 @@ def create_tracer_provider(
     if resource.attributes.get(SERVICE_NAME, "").startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER
-    if exporter is None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()  # endpoint, headers, timeout: OTEL_EXPORTER_OTLP_*
     if batch:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     else:
@@ -84,7 +91,7 @@ class Tracing:
 
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
-        self._engine_tracers: list[EngineTracer] = []
+        self._engine_tracers: list[tuple[Any, EngineTracer]] = []
 
     def instrument_resources(self, engine: AsyncEngine, redis: Redis | None) -> None:
         tracer = self.provider.get_tracer(
@@ -94,13 +101,21 @@ class Tracing:
         # `instrument(engine=...)` builds), per engine: the instrumentor itself may run only
         # once per process and would also patch every engine created later.
         connections = NoOpMeterProvider().get_meter(__name__).create_up_down_counter("unused")
-        self._engine_tracers.append(EngineTracer(tracer, engine.sync_engine, connections))
+        self._engine_tracers.append(
+            (engine.sync_engine, EngineTracer(tracer, engine.sync_engine, connections))
+        )
         if redis is not None:
             RedisInstrumentor.instrument_client(redis, tracer_provider=self.provider)
 
     def shutdown(self) -> None:
-        # The engine's listeners go with the engine (disposed first); the spans still queued
-        # are sent now.
+        """Detach from the engines (only this app's listeners) and send the queued spans."""
+        engines = {id(engine) for engine, _ in self._engine_tracers}
+        registered = EngineTracer._remove_event_listener_params
+        for entry in list(registered):
+            target = entry[0]()
+            if target is not None and id(target) in engines:
+                remove(target, entry[1], entry[2])
+                registered.remove(entry)
         self._engine_tracers.clear()
         self.provider.force_flush()
         self.provider.shutdown()
@@ -113,7 +128,9 @@ def instrument_app(
     global _tracing_on
     if exporter is None and not settings.tracing_enabled:
         return None
-    provider = create_tracer_provider(version, exporter, batch=exporter is None)
+    provider = create_tracer_provider(
+        version, exporter or _otlp_exporter(settings), batch=exporter is None
+    )
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=provider,
