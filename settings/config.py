@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     otel_exporter_otlp_traces_endpoint: str | None = None
     otel_sdk_disabled: bool = False
 
+    @field_validator("otel_enabled", "sentry_dsn", "git_sha", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @property
     def tracing_enabled(self) -> bool:
         if self.otel_sdk_disabled:
