@@ -1,12 +1,13 @@
 """Sentry error tracking, on when SENTRY_DSN is set (off by default and in the embedded mode).
 
-`init_error_tracking` starts the SDK with its FastAPI, Starlette, SQLAlchemy, asyncio and
-Redis integrations; `report_exception` sends an unexpected error (the generic 500 paths: the
-request-logging middleware and the database-error handler) with the request id. What leaves
-the process is scrubbed by `scrub_event`: no cookies, Authorization headers, tokens, passwords
-or e-mail addresses, whatever part of the event they hide in; client errors (4xx) are never
-reported. Every event of a request is tagged with its `request_id`, `user_id` and `company_id`
-(from the log context the request middleware and the auth dependency bind).
+`init_error_tracking` starts the SDK with its FastAPI, Starlette, SQLAlchemy and Redis
+integrations, and `instrument_event_loop` (from the lifespan) its asyncio one;
+`report_exception` sends an unexpected error (the generic 500 paths: the request-logging
+middleware and the database-error handler) with the request id. What leaves the process is
+scrubbed by `scrub_event`: no cookies, Authorization headers, tokens, passwords or e-mail
+addresses, whatever part of the event they hide in; client errors (4xx) are never reported.
+Every event of a request is tagged with its `request_id`, `user_id` and `company_id` (from the
+log context the request middleware and the auth dependency bind).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import sentry_sdk
 import structlog
-from sentry_sdk.integrations.asyncio import AsyncioIntegration
+from sentry_sdk.integrations.asyncio import enable_asyncio_integration
 from sentry_sdk.integrations.fastapi import FastApiIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
@@ -150,12 +151,17 @@ def init_error_tracking(settings: Settings, release: str) -> bool:
                 transaction_style="endpoint", failed_request_status_codes=server_errors
             ),
             SqlalchemyIntegration(),
-            AsyncioIntegration(),
             RedisIntegration(),
         ],
     )
     log.info("sentry_enabled", environment=settings.sentry_environment or settings.environment)
     return True
+
+
+def instrument_event_loop() -> None:
+    """The asyncio integration patches the running loop: called from the app's lifespan, since
+    `init_error_tracking` runs where there may be no loop yet (gunicorn loads the app first)."""
+    enable_asyncio_integration()
 
 
 def report_exception(error: BaseException, scope: dict[str, Any] | None = None) -> None:

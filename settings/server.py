@@ -42,7 +42,7 @@ from api import (
 from api.dependencies import API_PREFIX
 from common import apm
 from common.error_tracker import flush as flush_error_tracker
-from common.error_tracker import init_error_tracking
+from common.error_tracker import init_error_tracking, instrument_event_loop
 from common.metrics import git_revision, install_database_metrics, record_build_info
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.json_logs)
+        instrument_event_loop()  # Sentry's asyncio integration, when Sentry is on
         app.state.database = Database.from_settings(settings)
         install_slow_query_log(app.state.database.engine, settings.db_slow_query_ms)
         forget_pool = None
