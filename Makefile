@@ -95,7 +95,7 @@ bench-cache: install test-deps
 # Redis every second under a little traffic; every Grafana panel and alert expression must return
 # data. About a minute and a half; CI runs it after `make test`.
 test-observability: install test-deps
-	ETTER_TEST_PROMETHEUS=1 $(BIN)/pytest tests/observability -p no:xdist -q $(PYTEST_ARGS)
+	ETTER_TEST_PROMETHEUS=1 $(BIN)/pytest tests/integration/observability/test_prometheus_server.py -p no:xdist -q $(PYTEST_ARGS)
 
 # What the Prometheus layer costs `GET /api/v1/auth/me`: metrics on against off (and on in
 # multiprocess mode), same run; written to tests/performance_report.md. About two minutes.

@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests import servers
 from tests.conftest import ROOT, TEST_SECRET
-from tests.observability_helpers import parse_samples, value
+from tests.fixtures.observability import parse_samples, value
 
 REQUESTS = 60
 READY = {"method": "GET", "route": "/health/ready", "status_class": "2xx"}

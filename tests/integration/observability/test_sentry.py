@@ -13,8 +13,8 @@ from fastapi import Request
 
 from api.dependencies import CurrentUser
 from common.error_tracker import scrub_event
-from tests.edge_helpers import add_test_route, client_for, running_app
-from tests.observability_helpers import Receiver, envelope_items, http_receiver
+from tests.fixtures.apps import add_test_route, client_for, running_app
+from tests.fixtures.observability import Receiver, envelope_items, http_receiver
 
 pytestmark = pytest.mark.embedded
 

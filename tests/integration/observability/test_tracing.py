@@ -17,8 +17,9 @@ from opentelemetry.trace import SpanKind
 from common import apm
 from settings.server import APP_VERSION, create_app
 from tests.conftest import isolated_sessionmaker
-from tests.edge_helpers import captured_logs, client_for, override
-from tests.observability_helpers import http_receiver
+from tests.fixtures.apps import client_for, override
+from tests.fixtures.logs import captured_logs
+from tests.fixtures.observability import http_receiver
 
 USER_ROUTE = "/api/v1/users/{user_id}"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from common.metrics import install_database_metrics
-from tests.edge_helpers import running_app
-from tests.observability_helpers import parse_samples, process_samples, total, value
+from tests.fixtures.apps import running_app
+from tests.fixtures.observability import parse_samples, process_samples, total, value
 
 pytestmark = pytest.mark.embedded
 
@@ -113,7 +113,7 @@ async def test_pool_gauges_follow_checkouts(app):
 
 async def test_metrics_enabled_false_turns_the_layer_off(settings, connection):
     async with running_app(settings, connection, metrics_enabled=False) as app:
-        from tests.edge_helpers import client_for
+        from tests.fixtures.apps import client_for
 
         async with client_for(app) as client:
             before = process_samples()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests import servers
-from tests.edge_helpers import captured_logs, client_for, running_app
-from tests.observability_helpers import process_samples, value
+from tests.fixtures.apps import client_for, running_app
+from tests.fixtures.logs import captured_logs
+from tests.fixtures.observability import process_samples, value
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ async def test_a_redis_outage_is_logged_once_with_its_reason_and_its_end_once(
 
 
 async def test_a_database_that_never_answered_is_logged_at_the_first_probe(settings):
-    from tests.edge_helpers import override
+    from tests.fixtures.apps import override
 
     closed = f"postgresql://nobody@127.0.0.1:{servers.free_port()}/etter"
     broken = override(settings, database_url=closed, db_pool_timeout=1)
