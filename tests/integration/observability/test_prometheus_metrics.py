@@ -3,9 +3,12 @@ the pool, build info, readiness, and the METRICS_ENABLED switch."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from common.metrics import install_database_metrics
+from tests.conftest import BACKEND
 from tests.fixtures.apps import running_app
 from tests.fixtures.observability import parse_samples, process_samples, total, value
 
@@ -101,8 +104,6 @@ async def test_in_flight_pool_build_info_and_readiness_gauges(client):
 
 async def test_pool_gauges_follow_checkouts(app):
     engine = app.state.database.engine
-    if engine.dialect.name == "sqlite":
-        pytest.skip("the file database's pool is not a QueuePool")
     before = value(process_samples(), "etter_db_pool_checked_out")
     async with engine.connect(), engine.connect():
         during = value(process_samples(), "etter_db_pool_checked_out")
@@ -124,3 +125,22 @@ async def test_metrics_enabled_false_turns_the_layer_off(settings, connection):
     assert value(after, "etter_http_requests_total", **live) == value(
         before, "etter_http_requests_total", **live
     )
+
+
+@pytest.mark.skipif(BACKEND == "sqlite", reason="the SQLite engine has no pool limits")
+async def test_requests_waiting_for_a_connection_are_counted(settings):
+    async with running_app(settings, None, db_pool_size=1, db_max_overflow=0) as app:
+        engine = app.state.database.engine
+        base = value(process_samples(), "etter_db_pool_waiting")
+        async with engine.connect():
+            waiter = asyncio.create_task(engine.connect().start())
+            for _ in range(200):  # until the task is inside the pool's checkout
+                await asyncio.sleep(0.01)
+                if value(process_samples(), "etter_db_pool_waiting") > base:
+                    break
+            samples = process_samples()
+            assert value(samples, "etter_db_pool_waiting") - base == 1
+            assert value(samples, "etter_db_pool_checked_out") >= 1
+        connection = await waiter
+        await connection.close()
+        assert value(process_samples(), "etter_db_pool_waiting") == base
