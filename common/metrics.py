@@ -14,6 +14,7 @@ pool events of `install_database_metrics`; the cache and rate-limit ones by thei
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import re
 import subprocess
@@ -143,7 +144,7 @@ HTTP_IN_FLIGHT = Gauge(
 
 DB_STATEMENTS_PER_REQUEST = Histogram(
     "etter_db_statements_per_request",
-    "SQL statements (transaction control included) a request sent, by route template.",
+    "SQL statements a request sent (BEGIN and COMMIT not counted), by route template.",
     ["route"],
     buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100),
     registry=REGISTRY,
@@ -220,6 +221,7 @@ BUILD_INFO = Gauge(
 )
 
 
+@functools.cache
 def git_revision(configured: str | None) -> str:
     """GIT_SHA / ETTER_REVISION when set, else the checkout's HEAD, else "unknown"."""
     if configured:
