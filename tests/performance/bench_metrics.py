@@ -44,6 +44,7 @@ from tests.performance.bench_middleware import (
     start,
     stop,
 )
+from tests.performance.layer_costs import measure as measure_layers
 from tests.performance.report import write_section
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +101,9 @@ def check(variant: Variant, headers: dict[str, str], metrics_on: bool) -> None:
         raise SystemExit(f"{variant.name}: /metrics does not count {ME_PATH}")
 
 
-def report(variants: list[Variant], args: argparse.Namespace, passed: bool) -> str:
+def report(
+    variants: list[Variant], args: argparse.Namespace, passed: bool, layers: dict[str, float]
+) -> str:
     off = variants[0]
     rows = [
         f"| {v.name} | {statistics.median(v.rps):,.0f} | "
@@ -139,10 +142,16 @@ def report(variants: list[Variant], args: argparse.Namespace, passed: bool) -> s
         "| --- | ---: | --- | ---: | ---: | ---: |",
         *rows,
         "",
-        f"Metrics add {extra:,.0f} µs of CPU per request to {statistics.median(off.cpu_us):,.0f} "
-        f"µs ({worst.name}): {kept:.1%} of the throughput is kept, a cost of {1 - kept:.1%} "
+        f"Metrics change the CPU per request by {extra:+,.0f} µs against "
+        f"{statistics.median(off.cpu_us):,.0f} µs ({worst.name}, the costlier variant): "
+        f"{kept:.1%} of the throughput is kept, a cost of {1 - kept:.1%} "
         f"(budget: at most {args.max_overhead:.0%}) — "
         f"**{'within budget' if passed else 'OVER BUDGET'}**.",
+        "",
+        "In-process, around a minimal ASGI app (tests/performance/layer_costs.py, metrics in "
+        f"memory, no route matched), the metrics middleware alone costs "
+        f"{layers.get('MetricsMiddleware', float('nan')):.1f} µs of CPU per request; the whole "
+        f"stack {layers.get('whole stack', float('nan')):.1f} µs.",
         END_MARK,
     ]
     return "\n".join(lines) + "\n"
@@ -202,9 +211,12 @@ def main() -> int:
         finally:
             for variant in variants:
                 stop(variant)
+        with ProcessPoolExecutor(1, mp_context=spawn, initializer=_pin_self) as pool:
+            memory_env = {**env, "REDIS_URL": "", "METRICS_ENABLED": "true"}
+            layers = pool.submit(measure_layers, memory_env, token).result()
     worst = min(cpu_ratio(v, variants[0]) for v in variants[1:])
     passed = worst >= 1 - args.max_overhead
-    section = report(variants, args, passed)
+    section = report(variants, args, passed, layers)
     print(section)
     if not args.no_report:
         write_section(REPORT, START_MARK, END_MARK, section)
