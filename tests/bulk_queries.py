@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.bulk_seeding import INTEGRATION_ACCOUNT, MARKER_COMPANY
+from seeding.bulk import INTEGRATION_ACCOUNT, MARKER_COMPANY
 
 # The biggest tenant's chro, a member, the integration account, an active workflow, and its
 # newest document and simulation: the objects the hot paths are measured on.

@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.cache_service import KEY_PREFIX, Cache, MemoryBackend, RedisBackend
+from common.cache.backends import MemoryBackend, RedisBackend
+from common.cache.entries import KEY_PREFIX
+from common.cache.single_flight import SingleFlight
 from services.companies import CompanyService
 from settings.config import Settings
 from settings.server import create_app
@@ -128,19 +130,19 @@ def hold_company_reads_until_all_missed(monkeypatch: pytest.MonkeyPatch, misses:
     it (without this, the first request may finish before the last one has even looked)."""
     missed = 0
     all_missed = asyncio.Event()
-    single_flight = Cache._single_flight
+    single_flight = SingleFlight.run
     get_company = CompanyService.get
 
-    async def counting(self: Cache, flight: str, name: str, run: Any) -> Any:
+    async def counting(self: SingleFlight, flight: str, run: Any, shared: Any) -> Any:
         nonlocal missed
         missed += 1
         if missed >= misses:
             all_missed.set()
-        return await single_flight(self, flight, name, run)
+        return await single_flight(self, flight, run, shared)
 
     async def held(self: CompanyService, company_id: int) -> Any:
         await asyncio.wait_for(all_missed.wait(), timeout=30)
         return await get_company(self, company_id)
 
-    monkeypatch.setattr(Cache, "_single_flight", counting)
+    monkeypatch.setattr(SingleFlight, "run", counting)
     monkeypatch.setattr(CompanyService, "get", held)

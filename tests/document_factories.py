@@ -15,9 +15,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.enums import DocumentStatus
+from common.storage import FileStorage
+from common.upload_policy import DOCX, XLSX
 from models import Company, Document, User
-from services.storage import FileStorage
-from services.upload_policy import DOCX, XLSX
 from settings.config import Settings
 from tests.factories import World
 

@@ -89,7 +89,7 @@ def add_test_route(
     app: FastAPI, path: str, endpoint: Any, methods: tuple[str, ...] = ("GET",)
 ) -> None:
     """A route that exists only in this test's app, handled like the real ones."""
-    from common.routing import TransactionalRoute
+    from common.transactions import TransactionalRoute
 
     app.router.add_api_route(
         path, endpoint, methods=list(methods), route_class_override=TransactionalRoute

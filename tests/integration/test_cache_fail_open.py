@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from services import cache_service
+from common.cache import breaker
 from services.cache_service import KEY_PREFIX, CacheName
 from tests.cache_helpers import API, CacheCounts, client_for, entry_keys, running_app
 from tests.conftest import make_settings
@@ -46,7 +46,7 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def log(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
     recorder = LogRecorder()
-    monkeypatch.setattr(cache_service, "log", recorder)
+    monkeypatch.setattr(breaker, "log", recorder)
     return recorder
 
 

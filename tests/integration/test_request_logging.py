@@ -8,7 +8,7 @@ import re
 import pytest
 import structlog
 
-from api.dependencies import CurrentUser
+from api.deps import CurrentUser
 from tests.edge_helpers import add_test_route, captured_logs, client_for, running_app
 
 pytestmark = pytest.mark.embedded
