@@ -39,7 +39,7 @@ from api import (
     workflow_history,
     workflows,
 )
-from api.dependencies import API_PREFIX
+from api.deps import API_PREFIX
 from common import apm
 from common.error_tracker import flush as flush_error_tracker
 from common.error_tracker import init_error_tracking, instrument_event_loop

@@ -11,7 +11,7 @@ import pytest
 import sentry_sdk
 from fastapi import Request
 
-from api.dependencies import CurrentUser
+from api.deps import CurrentUser
 from common.error_tracker import scrub_event
 from tests.fixtures.apps import add_test_route, client_for, running_app
 from tests.fixtures.observability import Receiver, envelope_items, http_receiver
