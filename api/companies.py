@@ -6,6 +6,7 @@ from fastapi import Path, Query, Request, Response, status
 
 from api.dependencies import CompanyServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
+from api.idempotency import Idempotent, with_idempotency
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams
 from common.validators import CountryCode, SearchTerm
@@ -39,7 +40,13 @@ async def get_company(
     return etag_response(request, await companies.detail(company_id))
 
 
-@router.post("", response_model=Company, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=Company,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+    responses=with_idempotency(),
+)
 async def create_company(
     data: CompanyCreate, companies: CompanyServiceDep, request: Request, response: Response
 ) -> object:

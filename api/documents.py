@@ -34,6 +34,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive
 
 from api.dependencies import CacheDep, CurrentUser
+from api.idempotency import Idempotent, with_idempotency
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams, SessionDep, SettingsDep
 from common.enums import DocumentStatus
@@ -204,10 +205,13 @@ router.add_api_route(
     summary="Upload a document (multipart: file, title)",
     description="Allowed types: PDF, PNG, JPEG, DOCX, XLSX, plain text, CSV and JSON (text as "
     "UTF-8). The declared type must match the bytes. Size limit: `MAX_UPLOAD_BYTES`.",
-    responses={
-        413: problem("The file is over the upload limit"),
-        415: problem("The type is not allowed, or the bytes do not match it"),
-    },
+    dependencies=[Idempotent],
+    responses=with_idempotency(
+        {
+            413: problem("The file is over the upload limit"),
+            415: problem("The type is not allowed, or the bytes do not match it"),
+        }
+    ),
     route_class_override=UploadLimitRoute,
 )
 

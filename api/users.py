@@ -6,6 +6,7 @@ from fastapi import Path, Query, Request, Response, status
 
 from api.dependencies import UserServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
+from api.idempotency import Idempotent, with_idempotency
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams
 from common.enums import Role
@@ -51,7 +52,13 @@ async def get_user(user_id: UserId, users: UserServiceDep) -> object:
     return await users.get(user_id)
 
 
-@router.post("", response_model=User, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=User,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+    responses=with_idempotency(),
+)
 async def create_user(
     data: UserCreate, users: UserServiceDep, request: Request, response: Response
 ) -> object:

@@ -7,6 +7,7 @@ from fastapi import status as http_status
 
 from api.dependencies import CacheDep, CurrentUser
 from api.http_cache import NOT_MODIFIED, etag_response
+from api.idempotency import Idempotent, with_idempotency
 from api.routing import resource_router, set_location
 from common.dependencies import PageParams, SessionDep
 from common.enums import WorkflowStatus
@@ -70,7 +71,8 @@ async def get_workflow(
     "",
     response_model=Workflow,
     status_code=http_status.HTTP_201_CREATED,
-    responses=NAME_TAKEN,
+    dependencies=[Idempotent],
+    responses=with_idempotency(NAME_TAKEN),
 )
 async def create_workflow(
     data: WorkflowCreate, workflows: WorkflowServiceDep, request: Request, response: Response
