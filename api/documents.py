@@ -1,8 +1,9 @@
 """Documents: multipart upload, metadata, streamed download, guarded edits, delete.
 
 Choices the contract left open:
-- A stale `version` (body) or `If-Match` is 409, like any other lost-update conflict; an edit
-  that carries neither is 428 Precondition Required.
+- A stale `version` (body) is 409, like any other lost-update conflict; a stale `If-Match` is
+  412 Precondition Failed (RFC 9110); an edit that carries neither is 428 Precondition
+  Required. The ETag is the version, strong (`"3"`); If-Match takes exactly one such tag.
 - Bytes missing on disk for an existing row answer the download with 404 (never 500).
 - An upload's whole request body is bounded (`UploadLimitRoute`): a declared Content-Length
   over the limit is refused before anything is read, a body without one as soon as it passes
@@ -222,7 +223,8 @@ router.add_api_route(
     summary="Change the title or status; guarded by the version (body) or If-Match",
     responses={
         400: problem("If-Match is malformed or disagrees with `version`"),
-        409: problem("A stale version, or a status move the state machine forbids"),
+        409: problem("A stale `version`, or a status move the state machine forbids"),
+        412: problem("If-Match names a version that is no longer current"),
         428: problem("Neither `version` nor If-Match was sent"),
     },
 )
@@ -236,7 +238,7 @@ async def update_document(
     ] = None,
 ) -> object:
     version = expected_version(if_match, data.version)
-    document = await documents.update(document_id, data, version)
+    document = await documents.update(document_id, data, version, precondition=if_match is not None)
     response.headers["ETag"] = etag(document.version)
     return document
 
