@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.factories import World
-from tests.foundation_helpers import assert_problem, use_cheap_hashing
-from tests.workflow_factories import create_workflow
+from tests.fixtures.factories import World
+from tests.fixtures.problems import assert_problem, use_cheap_hashing
+from tests.fixtures.workflows import create_workflow
 
 pytestmark = pytest.mark.embedded
 

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 
 from models import Simulation
 from settings.server import create_app
-from tests.cache_helpers import client_for
 from tests.conftest import make_settings
-from tests.factories import build_world
-from tests.scratch_database import scratch_database
+from tests.fixtures.apps import client_for
+from tests.fixtures.factories import build_world
+from tests.fixtures.scratch_database import scratch_database
 
 RETRIES = 50
 

@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.idempotency import KEY_PREFIX, MemoryStore, Record, new_claim
+from common.idempotency import KEY_PREFIX
 from models import Company, Document, Simulation, User, UserWorkflowHistory, Workflow
 from services.workflows import WorkflowService
-from tests.cache_helpers import client_for, running_app
 from tests.conftest import make_settings
-from tests.document_factories import PDF_BYTES, raw_multipart
-from tests.foundation_helpers import assert_problem, use_cheap_hashing
+from tests.fixtures.apps import client_for, running_app
+from tests.fixtures.documents import PDF_BYTES, raw_multipart
+from tests.fixtures.problems import assert_problem, use_cheap_hashing
+from tests.fixtures.workflows import create_workflow
 from tests.servers import redis_server
-from tests.workflow_factories import create_workflow
 
 pytestmark = pytest.mark.embedded
 
@@ -236,27 +236,6 @@ def test_the_openapi_document_shows_the_header_on_creating_posts_only(app):
         assert ("idempotency-key" in names) == (path in creating), path
         if path in creating:
             assert {"409", "422"} <= post["responses"].keys()
-
-
-async def test_the_memory_store_forgets_a_key_after_its_ttl():
-    now = [1000.0]
-    store = MemoryStore(clock=lambda: now[0])
-    claim = new_claim("fp")
-    assert await store.begin("k", claim, lock_ms=60_000) is None
-    done = Record("fp", claim.token, response=None)
-    await store.complete("k", done, ttl_ms=86_400_000)
-    now[0] += 86_399
-    assert await store.begin("k", new_claim("fp"), lock_ms=60_000) == done
-    now[0] += 2
-    assert await store.begin("k", new_claim("fp"), lock_ms=60_000) is None
-
-
-async def test_the_memory_store_drops_the_oldest_records_beyond_its_bound():
-    store = MemoryStore(max_records=2)
-    for name in ("a", "b", "c"):
-        await store.begin(name, new_claim(name), lock_ms=60_000)
-    assert await store.begin("a", new_claim("a"), lock_ms=60_000) is None  # dropped, claimable
-    assert await store.begin("c", new_claim("x"), lock_ms=60_000) is not None
 
 
 # --- Redis ------------------------------------------------------------------------------------
