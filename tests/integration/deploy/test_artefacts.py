@@ -155,6 +155,23 @@ def test_prometheus_finds_its_rules_where_they_are_mounted(compose):
         assert str(config_dir / rule_file) in targets.values(), rule_file
 
 
+def test_every_alert_has_a_runbook_entry():
+    alerts_file = DEPLOY / "prometheus/alerts.yml"
+    if not alerts_file.exists():
+        pytest.skip("alerts.yml not yet delivered by obs")
+    alerts = [
+        rule["alert"]
+        for group in yaml.safe_load(alerts_file.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    readme = (ROOT / "README.md").read_text()
+    runbook = readme[readme.index("## Runbook") :]
+    rows = set(re.findall(r"^\| `(Etter\w+)` \|", runbook, flags=re.MULTILINE))
+    assert alerts
+    assert rows == set(alerts)  # every alert explained, and no entry for an alert that is gone
+
+
 # --- Dockerfile ---------------------------------------------------------------------------------
 
 
