@@ -44,6 +44,7 @@ PRECONDITION_FAILED: Final[dict[int | str, dict[str, Any]]] = {
 IfMatch = Annotated[
     str | None,
     Header(
+        alias="If-Match",
         max_length=1000,
         description="The ETag of the representation you read (GET): the change is applied "
         "only if the resource is still in that state, else 412. `*`: any existing state.",

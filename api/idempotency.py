@@ -37,7 +37,7 @@ from common.exceptions import (
     IdempotencyKeyReusedError,
     ServiceUnavailableError,
 )
-from common.idempotency import (
+from common.idempotency_store import (
     IdempotencyStore,
     Record,
     StoredResponse,
@@ -144,6 +144,7 @@ async def idempotency(
     idempotency_key: Annotated[
         str | None,
         Header(
+            alias="Idempotency-Key",
             max_length=MAX_KEY_LENGTH + 2,
             description="Makes a retry safe: the same key and body replay the first response "
             "(marked `Idempotent-Replayed: true`) instead of creating again. Unique per "

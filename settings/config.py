@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # Embedded default (no REDIS_URL): entries kept in process memory, least recent dropped.
     cache_memory_max_entries: int = Field(10_000, ge=1, le=10_000_000)
 
-    # --- idempotency keys (common/idempotency.py, api/idempotency.py) ---------------------
+    # --- idempotency keys (common/idempotency_store.py, api/idempotency.py) -------------
     # How long a creating POST's response is kept for replay under its Idempotency-Key.
     idempotency_ttl_seconds: int = Field(86_400, ge=1, le=7 * 86_400)
     # How long an in-flight claim outlives a request that died without releasing it.

@@ -38,7 +38,7 @@ from api import (
 )
 from api.dependencies import API_PREFIX
 from api.idempotency import install_idempotency
-from common.idempotency import create_idempotency_store
+from common.idempotency_store import create_idempotency_store
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.compression import CompressionMiddleware

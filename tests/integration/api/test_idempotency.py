@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.idempotency import KEY_PREFIX
+from common.idempotency_store import KEY_PREFIX
 from models import Company, Document, Simulation, User, UserWorkflowHistory, Workflow
 from services.workflows import WorkflowService
 from tests.conftest import make_settings
@@ -233,7 +233,7 @@ def test_the_openapi_document_shows_the_header_on_creating_posts_only(app):
         if post is None:
             continue
         names = {p["name"] for p in post.get("parameters", []) if p["in"] == "header"}
-        assert ("idempotency-key" in names) == (path in creating), path
+        assert ("Idempotency-Key" in names) == (path in creating), path
         if path in creating:
             assert {"409", "422"} <= post["responses"].keys()
 

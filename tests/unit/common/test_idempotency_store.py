@@ -3,7 +3,7 @@ is driven through the API in tests/integration/api/test_idempotency.py)."""
 
 from __future__ import annotations
 
-from common.idempotency import MemoryStore, Record, StoredResponse, new_claim, storage_key
+from common.idempotency_store import MemoryStore, Record, StoredResponse, new_claim, storage_key
 
 
 def test_a_record_survives_encoding():

@@ -10,7 +10,7 @@ A creating `POST` that carries `Idempotency-Key` is run at most once per caller 
   `IDEMPOTENCY_LOCK_SECONDS`.
 
 Records live in Redis when `REDIS_URL` is set (shared by every process and machine), in process
-memory in the embedded default. `api/idempotency.py` is the HTTP side.
+memory in the embedded default. `api/idempotency.py` is the HTTP side (fingerprint, replay).
 """
 
 from __future__ import annotations
