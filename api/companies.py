@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from api.dependencies import CompanyServiceDep
+from api.deps import CompanyServiceDep
 from api.http_cache import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
@@ -14,8 +14,8 @@ from api.http_cache import (
     with_etag,
 )
 from api.idempotency import Idempotent, with_idempotency
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams
+from api.routers import resource_router, set_location
+from common.request_deps import PageParams
 from common.validators import CountryCode, SearchTerm
 from schemas.base import Page
 from schemas.companies import Company, CompanyCreate, CompanyUpdate

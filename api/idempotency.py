@@ -28,8 +28,7 @@ import structlog
 from fastapi import Depends, FastAPI, Header, Request, Response, UploadFile
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from api.dependencies import CurrentUser
-from common.dependencies import SettingsDep
+from api.deps import CurrentUser
 from common.exceptions import (
     BadRequestError,
     FieldError,
@@ -45,7 +44,8 @@ from common.idempotency_store import (
     new_claim,
     storage_key,
 )
-from common.routing import after_commit, after_rollback, committed_response
+from common.request_deps import SettingsDep
+from common.transactions import after_commit, after_rollback, committed_response
 from schemas.problems import Problem
 
 REPLAYED_HEADER: Final = "Idempotent-Replayed"

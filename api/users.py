@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from api.dependencies import UserServiceDep
+from api.deps import UserServiceDep
 from api.http_cache import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
@@ -14,9 +14,9 @@ from api.http_cache import (
     with_etag,
 )
 from api.idempotency import Idempotent, with_idempotency
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams
+from api.routers import resource_router, set_location
 from common.enums import Role
+from common.request_deps import PageParams
 from common.validators import SearchTerm, ShortText
 from schemas.base import Page
 from schemas.users import User, UserCreate, UserSuggestion, UserUpdate

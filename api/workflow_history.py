@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, status
 
-from api.dependencies import CacheDep, CurrentUser
+from api.deps import CacheDep, CurrentUser
 from api.idempotency import Idempotent, with_idempotency
-from api.routing import resource_router, set_location
-from common.dependencies import SessionDep, SettingsDep
+from api.routers import resource_router, set_location
 from common.pagination import CursorCodec
+from common.request_deps import SessionDep, SettingsDep
 from schemas.base import CursorPage
 from schemas.problems import Problem
 from schemas.workflows import WorkflowRun, WorkflowRunCreate

@@ -36,7 +36,7 @@ from api import (
     workflow_history,
     workflows,
 )
-from api.dependencies import API_PREFIX
+from api.deps import API_PREFIX
 from api.idempotency import install_idempotency
 from common.idempotency_store import create_idempotency_store
 from common.problems import install_problem_handlers
