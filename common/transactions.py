@@ -72,10 +72,12 @@ class TransactionalRoute(APIRoute):
                     await session.commit()
             except BaseException:
                 request.scope.get("state", {}).pop(AFTER_COMMIT_STATE_KEY, None)
-                session = request_session(request)
-                if session is not None:
-                    await session.rollback()
-                await _run(request, AFTER_ROLLBACK_STATE_KEY, "after_rollback_failed")
+                try:
+                    session = request_session(request)
+                    if session is not None:
+                        await session.rollback()
+                finally:  # a failed rollback (connection lost) must not keep a claim held
+                    await _run(request, AFTER_ROLLBACK_STATE_KEY, "after_rollback_failed")
                 raise
             finally:
                 session = request_session(request)
