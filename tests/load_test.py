@@ -33,7 +33,7 @@ import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from locust import between, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpUser
@@ -89,10 +89,20 @@ def _load() -> dict[str, Any]:
 DATA = _load()
 COMPANIES: dict[str, dict[str, Any]] = DATA["companies"]
 # Each simulated user takes the next unused account of its role (cycling when there are more
-# simulated users than accounts, which the driver avoids and reports).
-_ACCOUNTS: dict[str, Iterator[dict[str, Any]]] = {
-    role: itertools.cycle(DATA["accounts"][role]) for role in ("member", "chro", "admin")
-}
+# simulated users than accounts, which the driver avoids and reports). Under `--processes N`
+# (LOADTEST_PROCESSES) each worker process takes its own share, so no account is used twice.
+_ACCOUNTS: dict[str, Iterator[dict[str, Any]]] = {}
+
+
+def _next_account(environment: Any, role: str) -> dict[str, Any]:
+    if role not in _ACCOUNTS:
+        accounts = DATA["accounts"][role]
+        processes = int(os.environ.get("LOADTEST_PROCESSES") or 1)
+        index = getattr(environment.runner, "worker_index", 0)
+        if processes > 1 and len(accounts) >= processes:
+            accounts = accounts[index::processes]
+        _ACCOUNTS[role] = itertools.cycle(accounts)
+    return next(_ACCOUNTS[role])
 
 
 def _weighted(pairs: list[list[Any]]) -> Any:
@@ -107,10 +117,13 @@ class EtterUser(FastHttpUser):
     wait_time = constant_throughput(RATE) if RATE > 0 else between(1, 2)
     network_timeout = 10.0
     connection_timeout = 5.0
-    default_headers = {"Accept-Encoding": "gzip", "Accept": "application/json"}
+    default_headers: ClassVar[dict[str, str]] = {
+        "Accept-Encoding": "gzip",
+        "Accept": "application/json",
+    }
 
     def on_start(self) -> None:
-        self.account = next(_ACCOUNTS[self.role])
+        self.account = _next_account(self.environment, self.role)
         self.company = COMPANIES[str(self.account["company_id"])]
         token = self.account.get("token") or self._log_in()
         self.auth = {"Authorization": f"Bearer {token}"}

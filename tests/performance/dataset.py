@@ -143,8 +143,16 @@ def load_dataset(database_url: str, scale: str, logs: Path) -> DatasetInfo:
     fresh = dump.exists() and (time.time() - dump.stat().st_mtime) < MAX_AGE_DAYS * 86_400
     if fresh:
         _run(
-            [str(bindir / "pg_restore"), "--no-owner", "--exit-on-error", "-j", "2", "-d", url]
-            + [str(dump)],
+            [
+                str(bindir / "pg_restore"),
+                "--no-owner",
+                "--exit-on-error",
+                "-j",
+                "2",
+                "-d",
+                url,
+                str(dump),
+            ],
             os.environ.copy(),
             logs / "dataset.log",
             1800,

@@ -137,7 +137,7 @@ def postmaster_pid(port: int) -> int:
     raise RuntimeError(f"no postmaster on port {port}")
 
 
-# --- the servers -------------------------------------------------------------------------------
+# --- the servers ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -256,7 +256,10 @@ def etter(st: Stack, workers: int, overrides: dict[str, str], name: str) -> Iter
 
 DATA_SQL = r"""
 WITH
-active AS (SELECT id, company_id, role, email FROM users WHERE is_active AND full_name <> 'Integration Bot'),
+active AS (
+  SELECT id, company_id, role, email FROM users
+  WHERE is_active AND full_name <> 'Integration Bot'
+),
 wf AS (
   SELECT w.company_id, w.id, count(h.id) + 1 AS weight
   FROM workflows w LEFT JOIN user_workflow_history h
@@ -264,21 +267,34 @@ wf AS (
   WHERE w.status = 'active' GROUP BY w.company_id, w.id
 ),
 sims AS (
-  SELECT company_id, id, row_number() OVER (PARTITION BY company_id ORDER BY created_at DESC, id DESC) AS n
+  SELECT company_id, id,
+    row_number() OVER (PARTITION BY company_id ORDER BY created_at DESC, id DESC) AS n
   FROM simulations
 ),
 names AS (
-  SELECT company_id, full_name, row_number() OVER (PARTITION BY company_id ORDER BY md5(id::text)) AS n
+  SELECT company_id, full_name,
+    row_number() OVER (PARTITION BY company_id ORDER BY md5(id::text)) AS n
   FROM users WHERE is_active
 )
 SELECT json_build_object(
-  'accounts', (SELECT json_agg(json_build_object('id', id, 'company_id', company_id, 'role', role, 'email', email)) FROM active),
+  'accounts', (
+    SELECT json_agg(json_build_object(
+      'id', id, 'company_id', company_id, 'role', role, 'email', email))
+    FROM active),
   'companies', (SELECT json_object_agg(c.id, json_build_object(
       'name', c.name,
-      'workflows', COALESCE((SELECT json_agg(json_build_array(id, weight)) FROM wf WHERE wf.company_id = c.id), '[]'),
-      'simulations', COALESCE((SELECT json_agg(id) FROM sims WHERE sims.company_id = c.id AND n <= 5), '[]'),
-      'departments', COALESCE((SELECT json_agg(DISTINCT department) FROM users u WHERE u.company_id = c.id AND department IS NOT NULL), '[]'),
-      'names', COALESCE((SELECT json_agg(full_name) FROM names WHERE names.company_id = c.id AND n <= 300), '[]')
+      'workflows', COALESCE(
+        (SELECT json_agg(json_build_array(id, weight)) FROM wf WHERE wf.company_id = c.id),
+        '[]'),
+      'simulations', COALESCE(
+        (SELECT json_agg(id) FROM sims WHERE sims.company_id = c.id AND n <= 5), '[]'),
+      'departments', COALESCE(
+        (SELECT json_agg(DISTINCT department) FROM users u
+         WHERE u.company_id = c.id AND department IS NOT NULL),
+        '[]'),
+      'names', COALESCE(
+        (SELECT json_agg(full_name) FROM names WHERE names.company_id = c.id AND n <= 300),
+        '[]')
     )) FROM companies c),
   'company_ids', (SELECT json_agg(id) FROM companies),
   'tenant_ids', (SELECT json_agg(DISTINCT company_id) FROM users WHERE role = 'chro'),
@@ -344,12 +360,14 @@ def prepare_data(st: Stack, users: int, path: Path) -> dict[str, Any]:
     return data
 
 
-# --- snapshots -------------------------------------------------------------------------------------
+# --- snapshots -----------------------------------------------------------------------------------
 
 STATEMENTS_SQL = """
-SELECT json_agg(json_build_array(queryid, calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)))
+SELECT json_agg(json_build_array(
+  queryid, calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)))
 FROM pg_stat_statements
-WHERE query NOT LIKE '%pg_stat%' AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE query NOT LIKE '%pg_stat%'
+  AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 DATABASE_SQL = """
 SELECT json_build_array(xact_commit, xact_rollback, tup_returned, tup_fetched, blks_hit, blks_read)
@@ -590,14 +608,20 @@ def run_locust(
     ]
     if html:
         cmd += ["--html", str(OUT / f"{run.name}.html")]
+    processes = env_int("LOADTEST_PROCESSES", 1)
+    if processes > 1:
+        cmd += ["--processes", str(processes)]
     env = {
         **os.environ,
         "LOADTEST_DATA": str(data_path),
         "LOADTEST_RATE_PER_USER": str(run.rate_per_user or ""),
+        "LOADTEST_PROCESSES": str(processes),
         "LOADTEST_REQUIRE_ALL_TASKS": "1" if run.name == "smoke" else "",
     }
     log(
-        f"{run.name}: {run.users} users, {'rate ' + str(round(run.rate_per_user, 3)) + '/s each' if run.rate_per_user else 'think 1-2 s'}, hold {run.hold_s:.0f} s"
+        f"{run.name}: {run.users} users, "
+        + (f"{run.rate_per_user:.3g}/s each" if run.rate_per_user else "think 1-2 s")
+        + f", hold {run.hold_s:.0f} s"
     )
     with (st.logs / f"locust-{run.name}.out").open("wb") as output:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=output, stderr=output)
@@ -652,7 +676,8 @@ def run_locust(
     run.server = server_figures(first, second, requests)
     run.access = access_log_figures(app.access_log, first.at, second.at)
     # One Locust process is one core at most (gevent): near it, the generator is the limit.
-    run.generator_limited = run.server["cpu_cores"]["generator"] >= 0.85
+    run.generator_limited = run.server["cpu_cores"]["generator"] >= 0.85 * processes
+    run.extra["processes"] = processes
     t = run.total
     log(
         f"{run.name}: {t.get('Requests/s', 0):.0f} req/s, p50 {t.get('50%', 0):.0f} ms, "
@@ -675,7 +700,7 @@ def workers_default() -> int:
 def main_run(st: Stack, data_path: Path, users: int, hold: float) -> Run:
     with etter(st, workers_default(), {}, "main") as app:
         run = Run("main", users, 0.0, hold)
-        run_locust(st, app, run, data_path, spawn_rate=max(10, users / 20), html=True,
+        run_locust(st, app, run, data_path, spawn_rate=max(10, users / 40), html=True,
                    profile=OUT / "profile.txt")  # fmt: skip
         run.extra["profile"] = summarize_profile(OUT / "profile.txt")
         return run
@@ -729,13 +754,16 @@ local i = 0
 request = function()
   i = i + 1
   local k = (i %% #paths) + 1
-  return wrk.format("GET", paths[k], {["Authorization"] = "Bearer " .. tokens[k], ["Accept-Encoding"] = "gzip"})
+  return wrk.format("GET", paths[k],
+    {["Authorization"] = "Bearer " .. tokens[k], ["Accept-Encoding"] = "gzip"})
 end
 delay = function() return %(delay)d end
 done = function(summary, latency, requests)
-  io.write(string.format("WRK_JSON {\\"requests\\": %%d, \\"seconds\\": %%f, \\"errors\\": %%d, \\"non2xx\\": %%d, \\"p50\\": %%f, \\"p95\\": %%f, \\"p99\\": %%f, \\"mean\\": %%f}\\n",
-    summary.requests, summary.duration / 1e6, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.errors.status,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000, latency.mean / 1000))
+  local e = summary.errors
+  io.write(string.format("WRK_JSON [%%d, %%f, %%d, %%d, %%f, %%f, %%f, %%f]\\n",
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout,
+    e.status, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.mean / 1000))
 end
 """
 
@@ -786,7 +814,8 @@ def wrk_crosscheck(st: Stack, app: Etter, data_path: Path, rate: int) -> dict[st
     )
     for line in result.stdout.splitlines():
         if line.startswith("WRK_JSON "):
-            figures = json.loads(line.removeprefix("WRK_JSON "))
+            keys = ("requests", "seconds", "errors", "non2xx", "p50", "p95", "p99", "mean")
+            figures = dict(zip(keys, json.loads(line.removeprefix("WRK_JSON ")), strict=True))
             figures["rps"] = figures["requests"] / figures["seconds"]
             figures["offered"] = rate
             figures["connections"] = connections
@@ -866,7 +895,7 @@ def phases(st: Stack, data_path: Path, users: int, hold: float) -> list[dict[str
     return out
 
 
-# --- the profile -------------------------------------------------------------------------------------
+# --- the profile ---------------------------------------------------------------------------------
 
 PACKAGES = [
     ("sqlalchemy", "SQLAlchemy"),
@@ -944,7 +973,7 @@ def summarize_profile(path: Path) -> dict[str, Any]:
     }
 
 
-# --- the machine -----------------------------------------------------------------------------------
+# --- the machine ---------------------------------------------------------------------------------
 
 
 def machine() -> dict[str, str]:
@@ -965,7 +994,7 @@ def machine() -> dict[str, str]:
     }
 
 
-# --- entry -----------------------------------------------------------------------------------------
+# --- entry ---------------------------------------------------------------------------------------
 
 
 def smoke() -> int:
@@ -1001,7 +1030,8 @@ def smoke() -> int:
                 shutil.copytree(logs, OUT / "smoke-logs", dirs_exist_ok=True)
                 return 1
             log(
-                f"smoke passed: {int(run.total['Request Count'])} requests, every task of the mix, 0 failures"
+                f"smoke passed: {int(run.total['Request Count'])} requests, "
+                "every task of the mix, 0 failures"
             )
             return 0
 

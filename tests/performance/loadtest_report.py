@@ -34,6 +34,10 @@ def _ok(passed: bool | None) -> str:
     return "—" if passed is None else ("met" if passed else "**missed**")
 
 
+def _percent(part: float | None, whole: float) -> str:
+    return "—" if part is None or not whole else f"{100 * part / whole:.1f}%"
+
+
 def _total(run: dict[str, Any]) -> dict[str, float]:
     return run.get("stats", {}).get("Aggregated", {})
 
@@ -49,10 +53,10 @@ def _error_rate(run: dict[str, Any]) -> float | None:
 
 def charts(results: dict[str, Any]) -> dict[str, str]:
     """PNG files next to the report; their names relative to it."""
-    import matplotlib  # noqa: PLC0415 - a tool's dependency, only when drawing
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     made: dict[str, str] = {}
     main = results.get("main")
@@ -149,15 +153,18 @@ def metrics_section(results: dict[str, Any]) -> str:
         ("capacity (p95 ≤ 100 ms)", "≥ 1,500 req/s", _n(capacity) + " req/s",
          None if not sweep else (capacity or 0) >= CAPACITY_TARGET,
          "sweep of offered load, constant_throughput per user; see *Capacity*"),
-        ("error rate", "0 (roadmap: ≤ 0.5%)", _n(100 * error_rate, 2) + "%" if error_rate is not None else "—",
+        ("error rate", "0 (roadmap: ≤ 0.5%)",
+         _n(100 * error_rate, 2) + "%" if error_rate is not None else "—",
          None if error_rate is None else error_rate == 0,
          "any 5xx, 429, other unexpected status, timeout or connection error"),
         ("cache hit rate", "≥ 90%", _n(100 * hit, 1) + "%" if hit is not None else "—",
          None if hit is None else hit >= HIT_RATE_TARGET,
          "etter_cache_hits_total / (hits + misses) from /metrics, deltas over the hold"),
-        ("SQL queries per request", "≤ 2", _n(queries, 2), None if queries is None else queries <= QUERIES_TARGET,
+        ("SQL queries per request", "≤ 2", _n(queries, 2),
+         None if queries is None else queries <= QUERIES_TARGET,
          "pg_stat_statements calls (SELECT/INSERT/UPDATE/DELETE) over the hold / requests"),
-        ("response size (on the wire)", "gzip ≥ 1 KiB", _n(access.get("bytes_per_response")) + " B mean",
+        ("response size (on the wire)", "gzip ≥ 1 KiB",
+         _n(access.get("bytes_per_response")) + " B mean",
          None, "response_bytes of the access log (after gzip), the hold"),
     ]  # fmt: skip
     table = "\n".join(f"| {m} | {t} | {v} | {_ok(p)} | {h} |" for m, t, v, p, h in rows)
@@ -213,7 +220,7 @@ def _server_lines(run: dict[str, Any]) -> str:
     per = server["statements_per_request"]
     caches = "\n".join(
         f"| {name} | {_n(v['hits'])} | {_n(v['misses'])} | "
-        f"{_n(100 * v['hits'] / (v['hits'] + v['misses']), 1) if v['hits'] + v['misses'] else '—'}% |"
+        f"{_percent(v['hits'], v['hits'] + v['misses'])} |"
         for name, v in server["cache"].items()
     )
     statements = "\n".join(
@@ -223,7 +230,8 @@ def _server_lines(run: dict[str, Any]) -> str:
     return (
         f"Server side over the same {server['window_s']:.0f} s ({_n(server['requests'])} requests "
         "counted by Locust in that window):\n\n"
-        "| CPU, cores | app (gunicorn + workers) | PostgreSQL | Redis | load generator | other processes | idle |\n"
+        "| CPU, cores | app (gunicorn + workers) | PostgreSQL | Redis | load generator | "
+        "other processes | idle |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
         f"| | {cpu['app']:.2f} | {cpu['postgres']:.2f} | {cpu['redis']:.2f} | "
         f"{cpu['generator']:.2f} | {cpu['other']:.2f} | {cpu['idle']:.2f} |\n\n"
@@ -300,7 +308,8 @@ def capacity_section(results: dict[str, Any], made: dict[str, str]) -> str:
             if point["extra"]["offered"] == cross.get("offered"):
                 locust_row = point["stats"].get("GET /workflows/{id}", {})
         cross_text = (
-            f"Cross-check with wrk (C, one thread, {cross['connections']} connections, each waiting "
+            f"Cross-check with wrk (C, one thread, {cross['connections']} connections, each "
+            "waiting "
             f"{cross['delay_ms']} ms after every response: a paced load of about "
             f"{_n(cross['offered'])} req/s) on `GET /workflows/{{id}}`, the mix's most frequent "
             f"request, tokens and workflows drawn as in the mix: {_n(cross['rps'])} req/s served, "
@@ -354,7 +363,7 @@ def phases_section(results: dict[str, Any], made: dict[str, str]) -> str:
             f"{server['cpu_ms_per_request']['app']:.2f} | "
             f"{server['cpu_ms_per_request']['postgres']:.2f} | "
             f"{server['queries_per_request']:.2f} | "
-            f"{_n(100 * server['cache_hit_rate'], 1) if server['cache_hit_rate'] is not None else '—'} | "
+            f"{_percent(server['cache_hit_rate'], 1)} | "
             f"{_n(phase.get('access', {}).get('bytes_per_response'))} |"
         )
     chart = f"\n![phases](performance/{made['phases']})\n" if "phases" in made else ""
@@ -368,10 +377,8 @@ def phases_section(results: dict[str, Any], made: dict[str, str]) -> str:
         "instead of the configured number. Redis is flushed before each variant and Etter "
         "restarted. CPU per request: the process group's CPU over the hold / requests.\n\n"
         "| variant | workers | req/s | avg ms | p50 | p95 | p99 | errors | app CPU ms/req | "
-        "PostgreSQL CPU ms/req | queries/req | cache hit % | bytes sent/resp |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-        + "\n".join(rows)
-        + f"\n{chart}{end}\n"
+        "PostgreSQL CPU ms/req | queries/req | cache hit rate | bytes sent/resp |\n"
+        "| --- |" + " ---: |" * 12 + "\n" + "\n".join(rows) + f"\n{chart}{end}\n"
     )
 
 
