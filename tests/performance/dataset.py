@@ -35,7 +35,14 @@ SCALES = ("demo", "small", "medium", "large")
 ADMIN_EMAIL = "loadtest-admin@etter.example"
 ADMIN_PASSWORD = "etter-bulk-2026"
 ADMIN_COMPANY = "Etter Platform"
-SHAPING_FILES = ("services/bulk_seeding.py", "services/seeding.py", "manage.py")
+# What shapes the data (the seeders wherever they live, the CLI, every migration).
+SHAPING_GLOBS = (
+    "services/bulk_seeding.py",
+    "services/seeding.py",
+    "seeding/*.py",
+    "manage.py",
+    "alembic/versions/*.py",
+)
 
 
 @dataclass
@@ -48,10 +55,8 @@ class DatasetInfo:
 
 def _digest(scale: str) -> str:
     h = hashlib.sha256(scale.encode())
-    paths = [ROOT / name for name in SHAPING_FILES]
-    paths += sorted((ROOT / "alembic" / "versions").glob("*.py"))
-    for path in paths:
-        if path.exists():
+    for pattern in SHAPING_GLOBS:
+        for path in sorted(ROOT.glob(pattern)):
             h.update(path.name.encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:12]

@@ -66,6 +66,8 @@ RESULTS = OUT / "results.json"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 P95_TARGET_MS = 100.0
+# The deployment's gunicorn settings when the repository has them; the flags below override.
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 # Above any response: gzip off without a setting of its own.
 GZIP_OFF = str(2**31)
 
@@ -178,11 +180,15 @@ class Etter:
 
 
 def etter_env(st: Stack, overrides: dict[str, str], multiproc: Path) -> dict[str, str]:
-    inherited = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "REDIS_", "CACHE_", "GZIP_", "RATE_LIMIT_", "DB_"))
-    }
+    # Etter's other settings (DB_POOL_SIZE, ...) pass through from this environment.
+    replaced = (
+        "DATABASE_URL",
+        "DATABASE_REPLICA_URL",
+        "REDIS_URL",
+        "CACHE_ENABLED",
+        "GZIP_MIN_SIZE",
+    )
+    inherited = {k: v for k, v in os.environ.items() if k not in replaced}
     return {
         **inherited,
         "ENVIRONMENT": "production",
@@ -209,6 +215,7 @@ def etter(st: Stack, workers: int, overrides: dict[str, str], name: str) -> Iter
                 sys.executable,
                 "-m",
                 "gunicorn",
+                *(["-c", str(GUNICORN_CONF)] if GUNICORN_CONF.exists() else []),
                 "settings.server:app",
                 "-k",
                 "uvicorn.workers.UvicornWorker",
@@ -943,6 +950,7 @@ def summarize_profile(path: Path) -> dict[str, Any]:
     by_package: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    packages_inclusive: Counter[str] = Counter()
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -955,6 +963,8 @@ def summarize_profile(path: Path) -> dict[str, Any]:
         top = frames[-1]
         by_package[_frame_owner(top)] += n
         leaf[top] += n
+        for owner in {_frame_owner(frame) for frame in frames[1:]}:
+            packages_inclusive[owner] += n
         seen = set()
         for frame in frames:
             owner = _frame_owner(frame)
@@ -968,6 +978,11 @@ def summarize_profile(path: Path) -> dict[str, Any]:
     return {
         "samples": samples,
         "self_by_package": [(k, pct(v)) for k, v in by_package.most_common(14)],
+        "inclusive_by_package": [
+            (k, pct(v))
+            for k, v in packages_inclusive.most_common(20)
+            if not k.startswith(("Etter (middleware)", "asyncio", "uvicorn", "other"))
+        ][:12],
         "top_self": [(k, pct(v)) for k, v in leaf.most_common(15)],
         "etter_inclusive": [(k, pct(v)) for k, v in inclusive.most_common(15)],
     }
@@ -1049,6 +1064,10 @@ def full(parts: list[str]) -> int:
     results["machine"] = machine()
     results["started"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["workers"] = workers_default()
+    for part in parts:  # a part's files of an earlier run (sweep steps differ between runs)
+        prefix = "phase-" if part == "phases" else part
+        for stale in [*OUT.glob(f"{prefix}*.csv"), *OUT.glob(f"{prefix}*.html")]:
+            stale.unlink()
     with stack(os.environ.get("LOADTEST_SCALE", "medium"), logs) as st:
         data_path = OUT / "data.json"
         data = prepare_data(st, max(users, env_int("LOADTEST_SWEEP_USERS", 400)), data_path)

@@ -189,7 +189,13 @@ def metrics_section(results: dict[str, Any]) -> str:
         "rate limits at their defaults, PostgreSQL 15 and Redis on the same machine, and the load "
         "generator too: the figures are the whole machine's.\n\n"
         "| metric | target | measured | | how measured |\n| --- | --- | ---: | --- | --- |\n"
-        f"{table}\n\n{summary}{limit}\n\n{_machine(results)}{end}\n"
+        f"{table}\n\n{summary}{limit}\n\n{_machine(results)}\n"
+        "Each section of this report is written by its own command and replaced only by it: "
+        "this one and the four after it by `make loadtest` (Locust's CSV and HTML, the raw "
+        "results and the logs in tests/performance/loadtest/); the HTTP hot path against a bare "
+        "ASGI app by `make bench-http`; the middleware stack by `make bench-middleware`; the "
+        "cache by `make bench-cache`; the indexes' worth per endpoint by `make bench-db` (in "
+        f"tests/performance/REPORT-db.md).\n{end}\n"
     )
 
 
@@ -266,6 +272,9 @@ def main_section(results: dict[str, Any], made: dict[str, str]) -> str:
     )
     chart = f"\n![latency vs users](performance/{made['latency']})\n" if "latency" in made else ""
     accounts = results.get("accounts", {})
+    rows = {k: v for k, v in run["stats"].items() if k != "Aggregated"}
+    writes = sum(v.get("Request Count", 0) for k, v in rows.items() if not k.startswith("GET"))
+    every = sum(v.get("Request Count", 0) for v in rows.values()) or 1
     return (
         f"{start}\n## The mix at {run['users']:,} users (`make loadtest`)\n\n"
         f"{run['users']:,} simulated users ({accounts.get('member', '?')} member, "
@@ -278,7 +287,7 @@ def main_section(results: dict[str, Any], made: dict[str, str]) -> str:
         "colleagues (2-4 letters of real names), their history, the company, a simulation, "
         "themselves, and record runs; CHROs read the dashboard, users, simulations, workflows "
         "and create a simulation now and then; the admin reads the catalogue and a company's "
-        "users and dashboard. About 90% reads.\n\n"
+        f"users and dashboard. Writes were {100 * writes / every:.1f}% of the requests.\n\n"
         f"{_endpoint_table(run)}\n\n{_server_lines(run)}\n{note}\n{chart}{end}\n"
     )
 
@@ -399,6 +408,9 @@ def profile_section(results: dict[str, Any]) -> str:
         "Python stacks while they held the GIL (where their CPU went; time waiting for the "
         "database, Redis or the network is not sampled). Self time by where the code lives:\n\n"
         f"{table(profile['self_by_package'], 'package (self time)')}\n\n"
+        "The share of samples with the package anywhere on the stack (the time spent in it "
+        "and in what it called; the packages overlap):\n\n"
+        f"{table(profile.get('inclusive_by_package', []), 'package (inclusive)')}\n\n"
         "The functions that took the most samples themselves:\n\n"
         f"{table(profile['top_self'], 'function (self time)')}\n\n"
         "Etter's own frames by inclusive time (the share of samples under them):\n\n"
