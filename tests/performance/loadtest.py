@@ -602,7 +602,6 @@ def run_locust(
         str(spawn_rate),
         "-t",
         f"{run_time}s",
-        "--reset-stats",
         "--csv",
         str(prefix),
         "--only-summary",
@@ -613,6 +612,8 @@ def run_locust(
         "--stop-timeout",
         "5",
     ]
+    if run.name != "smoke":  # the figures are the hold; the smoke counts every request
+        cmd.append("--reset-stats")
     if html:
         cmd += ["--html", str(OUT / f"{run.name}.html")]
     processes = env_int("LOADTEST_PROCESSES", 1)
