@@ -68,6 +68,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 P95_TARGET_MS = 100.0
 # The deployment's gunicorn settings when the repository has them; the flags below override.
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+METRICS_TOKEN = secrets.token_urlsafe(24)
 # Above any response: gzip off without a setting of its own.
 GZIP_OFF = str(2**31)
 
@@ -198,6 +199,7 @@ def etter_env(st: Stack, overrides: dict[str, str], multiproc: Path) -> dict[str
         "LOG_LEVEL": "INFO",
         "FORWARDED_ALLOW_IPS": "",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "METRICS_TOKEN": METRICS_TOKEN,  # where /metrics takes one; sent by `metrics()`
         "STORAGE_DIR": str(st.logs / "storage"),
         **overrides,
     }
@@ -395,7 +397,10 @@ class Snapshot:
 def metrics(url: str) -> dict[str, dict[str, float]]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    body = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310 - our own server on loopback
+        f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    body = urllib.request.urlopen(request, timeout=10).read().decode()  # noqa: S310
     out: dict[str, dict[str, float]] = {"hits": {}, "misses": {}}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
