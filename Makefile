@@ -9,7 +9,7 @@ PORT ?= 8000
 # pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
 TEST_WORKERS ?= 2
 
-.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache loadtest loadtest-smoke loadtest-report loadtest-deps
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache
 
 help:
 	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
@@ -95,6 +95,7 @@ bench-cache: install test-deps
 # capacity sweep with a wrk cross-check, the phase table; writes tests/performance/loadtest/
 # and the load-test sections and charts of tests/performance_report.md. About 20 minutes
 # (first run: + about 3 to seed and dump `medium`). LOADTEST_PART=main|sweep|phases for one.
+.PHONY: loadtest loadtest-smoke loadtest-report loadtest-deps
 LOADTEST_PART ?= all
 loadtest-deps: test-deps
 	@if ! command -v wrk >/dev/null; then \

@@ -379,7 +379,8 @@ WHERE query NOT LIKE '%pg_stat%'
   AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 DATABASE_SQL = """
-SELECT json_build_array(xact_commit, xact_rollback, tup_returned, tup_fetched, blks_hit, blks_read)
+SELECT json_build_array(
+  xact_commit, xact_rollback, tup_returned, tup_fetched, blks_hit, blks_read, sessions)
 FROM pg_stat_database WHERE datname = current_database()
 """
 
@@ -480,6 +481,8 @@ def server_figures(a: Snapshot, b: Snapshot, requests: int) -> dict[str, Any]:
         "queries_per_request": kinds["query"] / per,
         "all_statements_per_request": sum(kinds.values()) / per,
         "transactions_per_request": xacts / per,
+        # Connections PostgreSQL accepted in the window (pool churn), per 1,000 requests.
+        "connections_per_1000_requests": 1000 * (b.database[6] - a.database[6]) / per,
         "cache": per_cache,
         "cache_hit_rate": total_hits / total_lookups if total_lookups else None,
         "top_statements": [

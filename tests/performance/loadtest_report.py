@@ -261,8 +261,15 @@ def _server_lines(run: dict[str, Any]) -> str:
         f"{server['all_statements_per_request']:.2f} statements of every kind ("
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()))
         + f"), **{server['transactions_per_request']:.2f} PostgreSQL transactions** "
-        "(pg_stat_statements and pg_stat_database deltas / requests). "
-        f"Server-logged statuses: {run.get('access', {}).get('statuses')}.\n\n"
+        "(pg_stat_statements and pg_stat_database deltas / requests)"
+        + (
+            f"; PostgreSQL accepted {server['connections_per_1000_requests']:.1f} new "
+            "connections per 1,000 requests (pool churn; the monitoring's own psql calls add "
+            "about 3 per window). "
+            if "connections_per_1000_requests" in server
+            else ". "
+        )
+        + f"Server-logged statuses: {run.get('access', {}).get('statuses')}.\n\n"
         "| cache | hits | misses | hit rate |\n| --- | ---: | ---: | ---: |\n"
         f"{caches}\n\nThe statements PostgreSQL ran most often:\n\n"
         "| calls | per request | mean ms | statement |\n| ---: | ---: | ---: | --- |\n"
