@@ -688,9 +688,12 @@ def run_locust(
     ][-5:]
     run.stats = read_stats(prefix)
     run.extra["history"] = read_history(prefix)
-    requests = history_count(prefix, second.at) - history_count(prefix, first.at)
-    run.server = server_figures(first, second, requests)
+    counted = history_count(prefix, second.at) - history_count(prefix, first.at)
     run.access = access_log_figures(app.access_log, first.at, second.at)
+    # Per request: the server's own count of the window (its access log, timestamped to the
+    # microsecond) rather than Locust's, whose history has a one-second grain.
+    run.server = server_figures(first, second, run.access["requests"] or counted)
+    run.server["locust_requests"] = counted
     # One Locust process is one core at most (gevent): near it, the generator is the limit.
     run.generator_limited = run.server["cpu_cores"]["generator"] >= 0.85 * processes
     run.extra["processes"] = processes

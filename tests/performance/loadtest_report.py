@@ -248,7 +248,13 @@ def _server_lines(run: dict[str, Any]) -> str:
     )
     return (
         f"Server side over the same {server['window_s']:.0f} s ({_n(server['requests'])} requests "
-        "counted by Locust in that window):\n\n"
+        "in the server's access log in that window"
+        + (
+            f", {_n(server['locust_requests'])} counted by Locust"
+            if "locust_requests" in server
+            else ""
+        )
+        + "):\n\n"
         "| CPU, cores | app (gunicorn + workers) | PostgreSQL | Redis | load generator | "
         "other processes | idle |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
@@ -404,7 +410,9 @@ def phases_section(results: dict[str, Any], made: dict[str, str]) -> str:
         "time: the performance indexes (migration 0002's own downgrade, its upgrade afterwards), "
         "the cache (CACHE_ENABLED=false), gzip (GZIP_MIN_SIZE above any body), and one worker "
         "instead of the configured number. Redis is flushed before each variant and Etter "
-        "restarted. CPU per request: the process group's CPU over the hold / requests.\n\n"
+        "restarted. CPU per request: the process group's CPU over the hold / requests; on a "
+        "machine shared with other work, throughput and latency swing with what else runs, the "
+        "CPU per request much less: compare that column first.\n\n"
         "| variant | workers | req/s | avg ms | p50 | p95 | p99 | errors | app CPU ms/req | "
         "PostgreSQL CPU ms/req | queries/req | cache hit rate | bytes sent/resp |\n"
         "| --- |" + " ---: |" * 12 + "\n" + "\n".join(rows) + f"\n{chart}{end}\n"
