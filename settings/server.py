@@ -40,9 +40,11 @@ from api import (
     workflows,
 )
 from api.deps import API_PREFIX
+from api.idempotency import install_idempotency
 from common import apm
 from common.error_tracker import flush as flush_error_tracker
 from common.error_tracker import init_error_tracking, instrument_event_loop
+from common.idempotency_store import create_idempotency_store
 from common.metrics import git_revision, install_database_metrics, record_build_info
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
@@ -114,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tracing.instrument_resources(app.state.database.engine, app.state.redis)
         # Shares the app's Redis client; in memory without one; None when CACHE_ENABLED is off.
         app.state.cache = create_cache(settings, app.state.redis)
+        # Idempotency-Key records: Redis when configured, process memory otherwise.
+        app.state.idempotency = create_idempotency_store(app.state.redis)
         log.info(
             "startup",
             environment=settings.environment.value,
@@ -149,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limits = rate_limits
     app.state.readiness_log = ReadinessLog()
     install_problem_handlers(app)
+    install_idempotency(app)
     for module in (
         auth,
         companies,
