@@ -38,6 +38,7 @@ from api import (
 )
 from api.dependencies import API_PREFIX
 from common.problems import install_problem_handlers
+from common.security import TokenVerifier
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.compression import CompressionMiddleware
 from middleware.logging_middleware import RequestLoggingMiddleware
@@ -52,7 +53,9 @@ from settings.redis import create_redis
 log = structlog.get_logger("etter")
 
 
-def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[Middleware]:
+def middleware_stack(
+    settings: Settings, rate_limits: RateLimitBackend, tokens: TokenVerifier | None = None
+) -> list[Middleware]:
     """The documented order above, outermost first."""
     stack = [
         Middleware(SecurityHeadersMiddleware, page_paths=("/docs",)),
@@ -67,6 +70,7 @@ def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[
                 login_path=f"{API_PREFIX}/auth/token",
                 exempt_prefixes=("/health/", "/metrics"),
                 trusted_proxies=settings.trusted_proxies,
+                tokens=tokens,
             )
         )
     stack.append(
@@ -82,6 +86,8 @@ def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     rate_limits = RateLimitBackend.from_settings(settings)
+    # One cache of verified tokens for the rate limiter and the auth dependency.
+    tokens = TokenVerifier(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,10 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
-        middleware=middleware_stack(settings, rate_limits),
+        middleware=middleware_stack(settings, rate_limits, tokens),
     )
     app.state.settings = settings
     app.state.rate_limits = rate_limits
+    app.state.tokens = tokens
     install_problem_handlers(app)
     for module in (
         auth,
