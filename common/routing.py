@@ -53,7 +53,8 @@ class TransactionalRoute(APIRoute):
             try:
                 response = await handler(request)
                 session = request_session(request)
-                if session is not None:
+                # A request that never reached the database has nothing to commit.
+                if session is not None and session.in_transaction():
                     await session.commit()
             except BaseException:
                 request.scope.get("state", {}).pop(AFTER_COMMIT_STATE_KEY, None)

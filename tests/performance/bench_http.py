@@ -298,6 +298,84 @@ def wrk(server: Server, endpoint: Endpoint, token: str, args: argparse.Namespace
     return Run(rps, requests, p50, p99, used / requests * 1e6 if requests else 0.0, errors)
 
 
+# --- the profile ----------------------------------------------------------------------------
+
+ROUTE_FRAME = "request_response.<locals>.app (fastapi/routing.py)"
+FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def frame_name(frame: str) -> str:
+    match = FRAME.match(frame)
+    if match is None:
+        return frame
+    where = match["file"]
+    for marker in ("site-packages/", str(ROOT) + "/"):
+        where = where.split(marker, 1)[-1]
+    return f"{match['function']} ({where})"
+
+
+def profile(server: Server, endpoint: Endpoint, token: str, args: argparse.Namespace) -> str:
+    """py-spy on one worker while wrk drives the endpoint: the top frames, as a table."""
+    assert server.process is not None
+    worker = process_tree(server.process.pid)[1]
+    DATA_DIR.mkdir(exist_ok=True)
+    raw = DATA_DIR / f"bench-http-profile-{endpoint.name}.txt"  # collapsed stacks, kept
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy", path=Path(sys.executable).parent) or "py-spy",
+            *("record", "--pid", str(worker), "--duration", f"{args.profile:g}"),
+            *("--rate", "200", "--format", "raw", "--nonblocking", "--output", str(raw)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    wrk(server, endpoint, token, args, args.profile)
+    spy.wait(60)
+    lines = raw.read_text().splitlines() if raw.exists() else []
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame_name(f) for f in stack.split(";") if "(" in f]
+        if not frames:
+            continue
+        total += count
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    if not total:
+        return f"(py-spy recorded nothing for {endpoint.path}: it needs root or ptrace rights)"
+    # Only what runs inside the route's handler: the server, the middleware chain and the
+    # router around it are on nearly every sample and say nothing.
+    ceiling = inclusive.get(ROUTE_FRAME, total)
+    rows = [
+        f"| {name} | {count / total:.1%} | {own.get(name, 0) / total:.1%} |"
+        for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])
+        if count < ceiling
+    ][: args.profile_top]
+    top_self = sorted(own.items(), key=lambda kv: -kv[1])[:8]
+    rows.append(
+        "| *most self time:* "
+        + "; ".join(f"{name} {count / total:.1%}" for name, count in top_self)
+        + " | | |"
+    )
+    return "\n".join(
+        [
+            f"`GET {endpoint.path}`, {total:,} samples of one worker, "
+            f"{ceiling / total:.0%} of them in the route's handler:",
+            "",
+            "| frame | inclusive | self |",
+            "| --- | ---: | ---: |",
+            *rows,
+        ]
+    )
+
+
 # --- the report -----------------------------------------------------------------------------
 
 
@@ -375,8 +453,18 @@ def report(
         f"Targets (issue 9) {'all met' if passed else '**not all met**'}. Errors (non-2xx "
         f"answers and socket errors): Etter {sum(r.errors for v in etter.runs.values() for r in v)}"
         f", bare {sum(r.errors for v in bare.runs.values() for r in v)}.",
-        END_MARK,
     ]
+    if context.get("profiles"):
+        lines += [
+            "",
+            f"**Profile** (`--profile {args.profile:g}`): `py-spy record --rate 200 --nonblocking` "
+            "on one Etter worker while wrk drives the endpoint; the frames on the most samples "
+            "(inclusive: the frame anywhere on the stack; self: the frame running), the event "
+            "loop's and the server's outer frames left out.",
+            "",
+            context["profiles"],
+        ]
+    lines.append(END_MARK)
     return "\n".join(lines) + "\n", passed
 
 
@@ -405,6 +493,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
+    parser.add_argument(
+        "--profile", type=float, default=0, help="seconds of py-spy per endpoint (root)"
+    )
+    parser.add_argument("--profile-top", type=int, default=12)
+    parser.add_argument("--only", nargs="*", help="endpoint names (me, workflows, ...)")
     parser.add_argument("--no-report", action="store_true", help="print only")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -428,6 +521,8 @@ def main() -> int:
             Endpoint("company", f"/api/v1/companies/{caller.company_id}", 0.50, cached=True),
             Endpoint("dashboard", "/api/v1/chro/dashboard", 0.50, cached=True),
         ]
+        if args.only:
+            endpoints = [e for e in endpoints if e.name in args.only]
         etter = Server(
             "etter",
             ["settings.server:app"],
@@ -481,6 +576,11 @@ def main() -> int:
                             f"p99 {run.p99_ms:6.1f} ms  {run.cpu_us:6,.0f} µs CPU/req"
                             + (f"  {run.errors} errors" if run.errors else "")
                         )
+            if args.profile:
+                log("profiling")
+                context["profiles"] = "\n\n".join(
+                    profile(etter, endpoint, caller.token, args) for endpoint in endpoints
+                )
         cache.close()
     context["load_end"] = load_average()
     if not args.keep_logs:
