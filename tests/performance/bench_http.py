@@ -48,7 +48,8 @@ import asyncpg
 import redis
 
 from common.security import create_access_token
-from services import bulk_seeding, simulation_model
+from seeding import bulk as bulk_seeding
+from services import simulation_model
 from settings.config import Settings
 from tests import servers
 from tests.performance.bench_middleware import cpu_seconds, machine
