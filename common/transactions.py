@@ -53,8 +53,7 @@ class TransactionalRoute(APIRoute):
             try:
                 response = await handler(request)
                 session = request_session(request)
-                # A request that never reached the database has nothing to commit.
-                if session is not None and session.in_transaction():
+                if session is not None:
                     await session.commit()
             except BaseException:
                 request.scope.get("state", {}).pop(AFTER_COMMIT_STATE_KEY, None)

@@ -34,9 +34,6 @@ class FakeSession:
         self.recorder = recorder
         self.fail_commit = fail_commit
 
-    def in_transaction(self) -> bool:
-        return True  # it did work: the route commits it
-
     async def commit(self) -> None:
         self.recorder.events.append("commit")
         if self.fail_commit:
