@@ -9,8 +9,9 @@ PORT ?= 8000
 # pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
 TEST_WORKERS ?= 2
 
+# (helpers' targets have their own .PHONY lines beside them)
 .PHONY: test-observability bench-metrics
-.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache bench-deps bench-http
 
 help:
 	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
@@ -102,6 +103,19 @@ test-observability: install test-deps
 # multiprocess mode), same run; written to tests/performance_report.md. About two minutes.
 bench-metrics: install test-deps
 	$(BIN)/python -m tests.performance.bench_metrics $(BENCH_METRICS_ARGS)
+
+# --- bench-http (issue 9) -------------------------------------------------------------------
+# wrk, the load generator of bench-http: installed with apt-get when missing and we are root.
+bench-deps:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "Missing wrk: apt-get install wrk"; exit 1; fi; }
+
+# Etter (2 workers, production settings) against a bare ASGI app doing the same work, on the
+# medium data set (restored from a pg_dump cached in .data/ after the first run), driven by
+# wrk in interleaved rounds; written to tests/performance_report.md. About 4 minutes.
+bench-http: install test-deps bench-deps
+	$(BIN)/python -m tests.performance.bench_http $(BENCH_HTTP_ARGS)
 
 # --- load test (issue 12): the Etter mix of tests/load_test.py under Locust ------------------
 # The whole report in one command: PostgreSQL + Redis + Etter (gunicorn, LOADTEST_WORKERS
