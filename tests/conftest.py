@@ -32,6 +32,7 @@ from settings.config import Environment, Settings
 from settings.database import create_engine
 from settings.server import create_app
 from tests import servers
+from tests.fixtures.apps import fresh_state, running_app
 from tests.fixtures.factories import World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,14 +185,45 @@ def isolated_sessionmaker(connection: AsyncConnection) -> async_sessionmaker[Asy
     )
 
 
+@pytest.fixture(scope="session")
+async def shared_app(
+    migrated_postgres: str, redis_url: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    """The PostgreSQL run's app, one per worker: built and started once, since a new app pays
+    FastAPI's route analysis again on its first request (most of a short test's time). The
+    `app` fixture gives each test its own state on it (tests/fixtures/apps.py `fresh_state`)."""
+    storage = tmp_path_factory.mktemp("shared-storage")
+    application = create_app(
+        make_settings(database_url=migrated_postgres, redis_url=redis_url, storage_dir=storage)
+    )
+    application.state.shared = True
+    async with LifespanManager(application):
+        yield application
+
+
 @pytest.fixture
-async def app(
+def app(request: pytest.FixtureRequest, connection: AsyncConnection | None) -> FastAPI:
+    """The app under test, on the test's data. On PostgreSQL it is the worker's shared app with
+    the test's own connection, settings, cache, rate-limit counters and middleware; tests marked
+    `own_app` (they add routes) and the embedded run get an app of their own."""
+    if connection is None or request.node.get_closest_marker("own_app"):
+        return request.getfixturevalue("own_app")
+    return request.getfixturevalue("shared_app_for_test")
+
+
+@pytest.fixture
+async def own_app(
     settings: Settings, connection: AsyncConnection | None, redis: Redis | None
 ) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with LifespanManager(application):
-        if connection is not None:
-            application.state.database.sessionmaker = isolated_sessionmaker(connection)
+    async with running_app(settings, connection) as application:
+        yield application
+
+
+@pytest.fixture
+async def shared_app_for_test(
+    shared_app: FastAPI, settings: Settings, connection: AsyncConnection, redis: Redis | None
+) -> AsyncIterator[FastAPI]:
+    async with fresh_state(shared_app, settings, connection) as application:
         yield application
 
 

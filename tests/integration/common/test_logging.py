@@ -79,6 +79,7 @@ def test_standard_library_loggers_go_through_the_same_pipeline():
 
 
 @pytest.mark.embedded
+@pytest.mark.own_app
 async def test_passwords_tokens_and_cookies_never_reach_the_log(app, client, world):
     token = world.auth(world.member)["Authorization"].removeprefix("Bearer ")
     cookie = "session-cookie-value-7f3a9c"

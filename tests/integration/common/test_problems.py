@@ -118,6 +118,7 @@ async def test_method_not_allowed_keeps_its_allow_header(client):
         (EtterError(), 500, "internal-error"),
     ],
 )
+@pytest.mark.own_app
 async def test_each_error_a_service_raises_has_its_status_and_type(
     app, client, error, status, slug
 ):

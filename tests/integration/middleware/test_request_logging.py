@@ -81,6 +81,7 @@ async def test_unmatched_route_is_logged_without_a_template(client):
     assert event["status"] == 404
 
 
+@pytest.mark.own_app
 async def test_every_event_while_serving_carries_request_id_and_user(app, client, world):
     async def whoami(principal: CurrentUser) -> dict[str, int]:
         structlog.get_logger("etter.test").info("structlog_inside")
