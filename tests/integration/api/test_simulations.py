@@ -26,8 +26,8 @@ def body(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def tenant_data(db, world):
-    """The hand-computed example of tests/unit/services/test_simulation_model.py, in the database, with
-    rows that must not count around it.
+    """The hand-computed example of tests/unit/services/test_simulation_model.py, in the
+    database, with rows that must not count around it.
 
     In scope: Invoices (Finance, 25 automatable minutes, 36 completed runs in 90 days -> 5 h a
     month at full adoption) and Screening (HR, 15 minutes, 24 runs -> 2 h a month).
