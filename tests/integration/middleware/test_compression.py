@@ -16,8 +16,6 @@ from tests.fixtures.apps import add_test_route
 from tests.fixtures.factories import create_user
 from tests.fixtures.logs import captured_logs
 
-pytestmark = pytest.mark.embedded
-
 
 def vary(response) -> set[str]:
     return {part.strip().lower() for part in response.headers.get("vary", "").split(",")}

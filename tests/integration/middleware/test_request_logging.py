@@ -12,8 +12,6 @@ from api.dependencies import CurrentUser
 from tests.fixtures.apps import add_test_route, client_for, running_app
 from tests.fixtures.logs import captured_logs
 
-pytestmark = pytest.mark.embedded
-
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -7,8 +7,6 @@ from fastapi.responses import JSONResponse
 
 from tests.fixtures.apps import add_test_route
 
-pytestmark = pytest.mark.embedded
-
 BASE = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",

@@ -18,9 +18,6 @@ from services.upload_policy import (
     safe_filename,
 )
 
-pytestmark = pytest.mark.embedded
-
-
 # --- declared types ----------------------------------------------------------------------------
 
 
