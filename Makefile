@@ -65,7 +65,7 @@ format: install
 
 test-postgres: install test-deps
 	$(BIN)/coverage erase
-	$(BIN)/pytest -n $(TEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
 	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
