@@ -186,27 +186,40 @@ def isolated_sessionmaker(connection: AsyncConnection) -> async_sessionmaker[Asy
 
 
 @pytest.fixture(scope="session")
-async def shared_app(
-    migrated_postgres: str, redis_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[FastAPI]:
-    """The PostgreSQL run's app, one per worker: built and started once, since a new app pays
-    FastAPI's route analysis again on its first request (most of a short test's time). The
-    `app` fixture gives each test its own state on it (tests/fixtures/apps.py `fresh_state`)."""
-    storage = tmp_path_factory.mktemp("shared-storage")
-    application = create_app(
-        make_settings(database_url=migrated_postgres, redis_url=redis_url, storage_dir=storage)
+def shared_settings(
+    request: pytest.FixtureRequest,
+    redis_url: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
+    """The shared app's settings; each test's differ only in its storage directory and, on
+    SQLite, its database file."""
+    directory = tmp_path_factory.mktemp("shared")
+    if BACKEND == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{directory / 'unused.db'}"  # each test has its own
+    else:
+        database_url = request.getfixturevalue("migrated_postgres")
+    return make_settings(
+        database_url=database_url, redis_url=redis_url, storage_dir=directory / "storage"
     )
+
+
+@pytest.fixture(scope="session")
+async def shared_app(shared_settings: Settings) -> AsyncIterator[FastAPI]:
+    """One app per worker, built and started once: a new app pays FastAPI's route analysis
+    again on its first request (most of a short test's time). The `app` fixture gives each test
+    its own state on it (tests/fixtures/apps.py `fresh_state`)."""
+    application = create_app(shared_settings)
     application.state.shared = True
     async with LifespanManager(application):
         yield application
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest, connection: AsyncConnection | None) -> FastAPI:
-    """The app under test, on the test's data. On PostgreSQL it is the worker's shared app with
-    the test's own connection, settings, cache, rate-limit counters and middleware; tests marked
-    `own_app` (they add routes) and the embedded run get an app of their own."""
-    if connection is None or request.node.get_closest_marker("own_app"):
+def app(request: pytest.FixtureRequest) -> FastAPI:
+    """The app under test, on the test's data: the worker's shared app with the test's own
+    database (connection or file), settings, cache, rate-limit counters and middleware; tests
+    marked `own_app` (they add routes) get an app of their own."""
+    if request.node.get_closest_marker("own_app"):
         return request.getfixturevalue("own_app")
     return request.getfixturevalue("shared_app_for_test")
 
@@ -221,7 +234,7 @@ async def own_app(
 
 @pytest.fixture
 async def shared_app_for_test(
-    shared_app: FastAPI, settings: Settings, connection: AsyncConnection, redis: Redis | None
+    shared_app: FastAPI, settings: Settings, connection: AsyncConnection | None, redis: Redis | None
 ) -> AsyncIterator[FastAPI]:
     async with fresh_state(shared_app, settings, connection) as application:
         yield application
