@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import command
 from common.pagination import CursorCodec
 from common.security import create_access_token
-from services.bulk_seeding import (
+from seeding.bulk import (
     BULK_SIZES,
     bulk_seed,
     vacuum_analyze,

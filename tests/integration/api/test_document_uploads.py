@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.upload_policy import DOCX, XLSX
+from common.upload_policy import DOCX, XLSX
 from settings.config import Settings
 from settings.server import create_app
 from tests.conftest import isolated_sessionmaker, make_settings

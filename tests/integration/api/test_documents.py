@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.enums import Role
 from common.exceptions import ConflictError
 from common.principal import Principal
+from common.storage import FileStorage
 from models import Company, Document, User
 from schemas.documents import DocumentUpdate
 from services.documents import DocumentService, sweep_orphans
-from services.storage import FileStorage
 from settings.config import Settings
 from settings.server import create_app
 from tests.fixtures.documents import (

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from services import cache_service
+from common.cache import breaker
 from services.cache_service import KEY_PREFIX, CacheName
 from tests.conftest import make_settings
 from tests.fixtures.apps import client_for, running_app
@@ -47,7 +47,7 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def log(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
     recorder = LogRecorder()
-    monkeypatch.setattr(cache_service, "log", recorder)
+    monkeypatch.setattr(breaker, "log", recorder)
     return recorder
 
 

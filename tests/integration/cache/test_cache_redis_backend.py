@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from services.cache_service import CacheBackend, MemoryBackend, RedisBackend
+from common.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 
 
 @pytest.fixture(params=["redis", "memory"])

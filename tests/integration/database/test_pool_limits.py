@@ -20,9 +20,9 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from api.routing import resource_router
-from common.dependencies import SessionDep
+from api.routers import resource_router
 from common.problems import PROBLEM_MEDIA_TYPE
+from common.request_deps import SessionDep
 from common.security import create_access_token
 from settings.server import create_app
 from tests.conftest import make_settings

@@ -1,6 +1,6 @@
 """Proof from the planner: every hot query uses an index, none scans a big table sequentially.
 
-A scratch database gets a reduced bulk data set (services/bulk_seeding.py: the same shapes as
+A scratch database gets a reduced bulk data set (seeding/bulk.py: the same shapes as
 `seed --scale medium`, a fifth of its history), VACUUM ANALYZE, and then each hot endpoint is
 called once through the app. Every statement it sends is captured with its parameters and
 EXPLAINed (FORMAT JSON) on the same database, exactly as sent: the assertions are about the
@@ -32,7 +32,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from common.security import create_access_token
-from services.bulk_seeding import (
+from seeding.bulk import (
     MARKER_COMPANY,
     BulkSizes,
     bulk_seed,

@@ -8,7 +8,7 @@ import re
 import pytest
 import structlog
 
-from api.dependencies import CurrentUser
+from api.deps import CurrentUser
 from tests.fixtures.apps import add_test_route, client_for, running_app
 from tests.fixtures.logs import captured_logs
 

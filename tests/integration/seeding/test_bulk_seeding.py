@@ -1,4 +1,4 @@
-"""The bulk loader (services/bulk_seeding.py and `manage.py seed --scale medium|large`), at a
+"""The bulk loader (seeding/bulk.py and `manage.py seed --scale medium|large`), at a
 tiny scale: consistent rows, deterministic, idempotent, index-only-scan ready, PostgreSQL only.
 
 The loader commits (and VACUUMs), so the PostgreSQL tests run in a scratch database of their
@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
 import manage
-from services import bulk_seeding
-from services.bulk_seeding import (
+from seeding import bulk as bulk_seeding
+from seeding.bulk import (
     BULK_SIZES,
     INTEGRATION_ACCOUNT,
     MARKER_COMPANY,

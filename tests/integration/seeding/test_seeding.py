@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from common.enums import RunStatus, WorkflowStatus
+from common.storage import FileStorage
 from models import Company, Document, Simulation, User, UserWorkflowHistory, Workflow
 from models.base import utcnow
-from services.seeding import DEMO_PASSWORD, Scale, seed
-from services.storage import FileStorage
+from seeding.demo import DEMO_PASSWORD, Scale, seed
 
 pytestmark = pytest.mark.embedded
 

@@ -56,7 +56,10 @@ def events(stream: io.StringIO) -> list[str]:
 
 async def test_fails_open_logs_once_counts_and_recovers(log_stream):
     shared = FlakyStorage()
-    backend = RateLimitBackend("sliding-window-counter", shared, retry_seconds=300)
+    now = [0.0]
+    backend = RateLimitBackend(
+        "sliding-window-counter", shared, retry_seconds=300, clock=lambda: now[0]
+    )
     policy = Policy.parse("read", "5/hour")
 
     assert (await backend.hit(policy, "user:1")).remaining == 4
@@ -70,8 +73,7 @@ async def test_fails_open_logs_once_counts_and_recovers(log_stream):
     assert shared.calls == 2  # one failed try, then no more until the retry interval
     assert events(log_stream) == ["rate_limit_storage_unavailable"]
 
-    backend.retry_seconds = 0  # the interval has passed
-    backend._shared_down_until = 0
+    now[0] += 300  # the interval has passed
     shared.down = False
     recovered = await backend.hit(policy, "user:1")
     assert recovered.allowed

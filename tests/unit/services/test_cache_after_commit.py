@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from common.exceptions import ConflictError
 from common.problems import install_problem_handlers
-from common.routing import SESSION_STATE_KEY, TransactionalRoute, after_commit
+from common.transactions import SESSION_STATE_KEY, TransactionalRoute, after_commit
 
 
 class Recorder:

@@ -13,22 +13,19 @@ import pytest
 from pydantic import BaseModel, TypeAdapter
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from common.cache import breaker
+from common.cache.backends import MemoryBackend, RedisBackend
+from common.cache.entries import GLOBAL_TAG, KEY_PREFIX, pack, tag_key
+from common.cache.invalidation import MAX_LOST_TAGS
 from common.enums import Role
 from common.principal import Principal
-from services import cache_service
 from services.cache_service import (
-    GLOBAL_TAG,
-    KEY_PREFIX,
-    MAX_LOST_TAGS,
     Cache,
     CacheName,
-    MemoryBackend,
-    RedisBackend,
     RequestCache,
     cached,
     create_cache,
     schema_version,
-    tag_key,
     tenant_scope,
 )
 from tests.conftest import make_settings
@@ -106,8 +103,12 @@ def make_cache(backend: Any = None, **options: Any) -> Cache:
     return Cache(backend or MemoryBackend(), ttls={"unit": 60}, **options)
 
 
-async def get(cache: Cache, compute: Callable[[], Awaitable[Item]], *tags: str) -> Item:
-    return await cache.get_or_compute("unit", ITEM, f"{KEY_PREFIX}:test:k", tags, compute)
+async def get(
+    cache: Cache, compute: Callable[[], Awaitable[Item]], *tags: str, lock: bool = False
+) -> Item:
+    return await cache.get_or_compute(
+        "unit", ITEM, f"{KEY_PREFIX}:test:k", tags, compute, lock=lock
+    )
 
 
 # --- the memory backend ----------------------------------------------------------------------
@@ -221,7 +222,7 @@ async def test_an_entry_of_another_format_or_shape_is_a_miss_and_is_replaced():
     await backend.set(key, b"\x80\x04pickle?", 60_000)
     assert await get(cache, compute) == Item(id=1, name="one")
     [generation] = await backend.get_many([tag_key(GLOBAL_TAG)])
-    await backend.set(key, cache_service._pack([generation], b'{"id": "not a number"}'), 60_000)
+    await backend.set(key, pack([generation], b'{"id": "not a number"}'), 60_000)
     assert await get(cache, compute) == Item(id=2, name="one")
     assert await get(cache, compute) == Item(id=2, name="one")
     assert compute.calls == 2
@@ -243,9 +244,9 @@ async def test_concurrent_misses_in_one_process_compute_once():
     assert {r.id for r in results} == {1}
     delta = CacheCounts.of("unit") - before
     assert (delta.hits, delta.misses) == (49, 1)
-    # One read each, then one lock, re-read, store and unlock: the waiters never poll the
-    # backend, they wait in process for the computing caller's result.
-    assert backend.calls <= 50 + 4
+    # One read each, then one store: the waiters never poll the backend, they wait in process
+    # for the computing caller's result.
+    assert backend.calls <= 50 + 2
 
 
 async def test_when_the_computing_caller_fails_the_others_compute_for_themselves():
@@ -274,9 +275,9 @@ async def test_two_processes_compute_once_thanks_to_the_shared_lock():
     shared = MemoryBackend()
     first, second = make_cache(shared), make_cache(shared)
     compute = Computation(release=asyncio.Event())
-    leader = asyncio.create_task(get(first, compute, "a"))
+    leader = asyncio.create_task(get(first, compute, "a", lock=True))
     await compute.started.wait()
-    follower = asyncio.create_task(get(second, compute, "a"))
+    follower = asyncio.create_task(get(second, compute, "a", lock=True))
     await asyncio.sleep(0.02)  # the follower is polling for the leader's value
     assert not follower.done()
     compute.release.set()
@@ -289,8 +290,31 @@ async def test_a_lock_held_too_long_stops_nobody():
     shared = MemoryBackend()
     await shared.add(f"{KEY_PREFIX}:test:k:lock", b"a crashed process", 60_000)
     cache, compute = make_cache(shared, lock_timeout_ms=50), Computation()
-    assert await get(cache, compute) == Item(id=1, name="one")
+    assert await get(cache, compute, lock=True) == Item(id=1, name="one")
     assert compute.calls == 1
+
+
+async def test_a_cheap_miss_costs_two_round_trips_and_takes_no_lock():
+    backend = FlakyBackend()
+    cache, compute = make_cache(backend), Computation()
+    await get(cache, compute, "a")  # gives the tags their first generations
+    await cache.invalidate(["a"])
+    calls = backend.calls
+    assert (await get(cache, compute, "a")).id == 2
+    assert backend.calls - calls == 2  # one MGET, one SET
+    assert not [k for k in backend.stored_keys() if k.endswith(":lock")]
+
+
+async def test_two_processes_missing_a_cheap_entry_each_compute_it():
+    shared = MemoryBackend()
+    first, second = make_cache(shared), make_cache(shared)
+    compute = Computation(release=asyncio.Event())
+    tasks = [asyncio.create_task(get(cache, compute, "a")) for cache in (first, second)]
+    for _ in range(10):  # both read, miss and start computing
+        await asyncio.sleep(0)
+    compute.release.set()
+    await asyncio.gather(*tasks)
+    assert compute.calls == 2  # no lock: each process computes once
 
 
 # --- failing open ----------------------------------------------------------------------------
@@ -309,7 +333,7 @@ class LogRecorder:
 
 async def test_backend_errors_are_misses_counted_and_logged_once(monkeypatch):
     recorder = LogRecorder()
-    monkeypatch.setattr(cache_service, "log", recorder)
+    monkeypatch.setattr(breaker, "log", recorder)
     backend = FlakyBackend()
     cache, compute = make_cache(backend, retry_seconds=0), Computation()
     await get(cache, compute, "a")

@@ -9,7 +9,7 @@ import pytest
 
 from api.documents import content_disposition, expected_version
 from common.exceptions import BadRequestError, UnsupportedMediaTypeError
-from services.upload_policy import (
+from common.upload_policy import (
     ALLOWED_TYPES,
     DOCX,
     XLSX,

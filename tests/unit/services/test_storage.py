@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from common.exceptions import PayloadTooLargeError, UnsupportedMediaTypeError
-from services.storage import CHUNK_SIZE, KEY_PATTERN, FileStorage
+from common.storage import CHUNK_SIZE, KEY_PATTERN, FileStorage
 
 HEX = "0123456789abcdef" * 2
 

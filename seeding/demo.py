@@ -32,13 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.enums import DocumentStatus, Role, RunStatus, WorkflowStatus
 from common.security import hash_password
+from common.storage import PART_SUFFIX, FileStorage
 from models import Company, Document, Simulation, User, UserWorkflowHistory, Workflow
 from models.base import utcnow
 from schemas.simulations import SimulationParametersInput
 from services.companies import slugify
 from services.simulation_model import automation_potential
 from services.simulations import run_simulation
-from services.storage import PART_SUFFIX, FileStorage
 from settings.config import get_settings
 
 DEMO_PASSWORD = "etter-demo-2026"
@@ -448,7 +448,7 @@ async def _documents(
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Write as services/storage.py does: a staged `.part` file renamed into place, so the
+    """Write as common/storage.py does: a staged `.part` file renamed into place, so the
     storage never holds a half-written file under a real key."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(path.name + PART_SUFFIX)

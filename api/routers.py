@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from common.routing import TransactionalRoute
+from common.transactions import TransactionalRoute
 from schemas.problems import Problem
 
 # Documented on every route: what any endpoint may answer besides its own success.

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from common.dependencies import SessionDep, SettingsDep
 from common.principal import Principal
-from common.routing import after_commit
+from common.request_deps import SessionDep, SettingsDep
 from common.structured_logger import bind_user
+from common.transactions import after_commit
 from services.auth import AuthService
 from services.cache_service import RequestCache
 from services.companies import CompanyService
@@ -28,7 +28,7 @@ REQUEST_CACHE_STATE_KEY = "request_cache"
 def get_request_cache(request: Request) -> RequestCache:
     """The request's view of the app's cache; its queued invalidations run after the commit.
 
-    Here rather than in common/dependencies.py: `common/` must not import `services/`.
+    Here rather than in common/request_deps.py: `common/` must not import `services/`.
     """
     state = request.scope.setdefault("state", {})
     found: RequestCache | None = state.get(REQUEST_CACHE_STATE_KEY)

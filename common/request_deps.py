@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.pagination import PaginationParams, pagination_params
-from common.routing import SESSION_STATE_KEY, request_session
+from common.transactions import SESSION_STATE_KEY, request_session
 from settings.config import Settings
 
 
