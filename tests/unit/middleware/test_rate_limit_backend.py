@@ -18,8 +18,6 @@ from middleware.rate_limit_backend import Policy, RateLimitBackend, Verdict
 from middleware.rate_limiter import TokenUsers, account_key, bearer_token, header_values
 from settings.config import Settings
 
-pytestmark = pytest.mark.embedded
-
 SECRET = "unit-test-secret-key-that-is-long-enough-for-hs256-000"
 # Exact counts are asserted on hourly windows: the sliding-window counter may let one extra hit
 # through as a window boundary passes, which an hour makes vanishingly unlikely mid-test.
