@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
+    # --- security (middleware/body_limit.py, SECURITY.md) -------------------------------------
+    # A request body larger than this is refused (413) before it is parsed or the caller is
+    # authenticated; the document upload has its own bound, MAX_UPLOAD_BYTES.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # A request target (path and query) longer than this is refused with 414.
+    max_url_bytes: int = Field(8192, ge=256, le=1024 * 1024)
+    # /docs and /openapi.json: None serves them outside production only.
+    docs_enabled: bool | None = None
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: SecretStr | None = None
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -188,6 +199,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return self.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+
+    @property
+    def serves_docs(self) -> bool:
+        return not self.is_production if self.docs_enabled is None else self.docs_enabled
 
     @cached_property
     def json_logs(self) -> bool:

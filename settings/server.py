@@ -10,6 +10,8 @@ adds its own ServerErrorMiddleware outside and ExceptionMiddleware inside these)
 2. RequestLoggingMiddleware: request id (kept or made, echoed), client address, log context,
    one access-log event per request, and the generic 500 problem for errors that escaped the
    handlers. Above everything else, so every response, a 429 included, is logged with its id.
+2b. BodyLimitMiddleware: a request target over MAX_URL_BYTES is a 414, a body over
+   MAX_BODY_BYTES (the upload: MAX_UPLOAD_BYTES) a 413, before anything parses or authenticates.
 3. RateLimitMiddleware: refuses over-limit requests before any other work is done (routing,
    auth, database) and adds the RateLimit headers; /health/* and /metrics pass unlimited.
 4. CompressionMiddleware: gzip, innermost, so that the logged response size is what went out.
@@ -39,6 +41,7 @@ from api import (
 from api.dependencies import API_PREFIX
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
+from middleware.body_limit import BodyLimitMiddleware
 from middleware.compression import CompressionMiddleware
 from middleware.logging_middleware import RequestLoggingMiddleware
 from middleware.rate_limit_backend import RateLimitBackend
@@ -55,8 +58,17 @@ log = structlog.get_logger("etter")
 def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[Middleware]:
     """The documented order above, outermost first."""
     stack = [
-        Middleware(SecurityHeadersMiddleware, page_paths=("/docs",)),
+        Middleware(SecurityHeadersMiddleware, page_paths=("/docs",), hsts=settings.is_production),
         Middleware(RequestLoggingMiddleware, trusted_proxies=settings.trusted_proxies),
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            max_url_bytes=settings.max_url_bytes,
+            route_bounds={
+                ("POST", f"{API_PREFIX}/documents"): settings.max_upload_bytes
+                + documents.MULTIPART_ALLOWANCE
+            },
+        ),
     ]
     if settings.rate_limit_enabled:
         stack.append(
@@ -98,6 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=app.state.redis is not None,
             cache=app.state.cache.backend.name if app.state.cache else "off",
         )
+        if settings.uses_development_secret:
+            log.warning(
+                "development_secret_key_in_use",
+                detail="SECRET_KEY is the public development value: anyone can forge access "
+                "tokens for this server. Set SECRET_KEY before exposing it to anyone.",
+            )
         try:
             yield
         finally:
@@ -113,7 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Workforce and AI-transformation planning: companies, users, workflows, "
         "documents, simulations and the CHRO dashboard.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url="/docs" if settings.serves_docs else None,
+        openapi_url="/openapi.json" if settings.serves_docs else None,
         redoc_url=None,
         middleware=middleware_stack(settings, rate_limits),
     )
