@@ -93,7 +93,7 @@ class RequestLoggingMiddleware:
             await send(message)
 
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, client_ip=client_ip)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:

@@ -24,6 +24,7 @@ async def create_company(session: AsyncSession, **values: Any) -> Company:
     name = values.pop("name", f"Company {n}")
     values.setdefault("country", "US")
     values.setdefault("industry", "Software")
+    values.setdefault("email_domains", [f"{slugify(name)}.example"])
     company = Company(name=name, slug=slugify(name), **values)
     session.add(company)
     await session.flush()
@@ -73,7 +74,10 @@ class World:
 
 async def build_world(session: AsyncSession, settings: Settings) -> World:
     platform = await create_company(session, name="Etter Platform Test")
-    tenant = await create_company(session, name="Tenant A")
+    # Tenant A's CHRO may create addresses at example.com too (the user tests' new people).
+    tenant = await create_company(
+        session, name="Tenant A", email_domains=["tenant-a.example", "example.com"]
+    )
     other = await create_company(session, name="Tenant B")
     return World(
         settings=settings,
