@@ -169,6 +169,11 @@ class Settings(BaseSettings):
             raise ValueError("one rate limit per policy, like '600/minute'")
         return value
 
+    @field_validator("docs_enabled", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
