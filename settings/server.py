@@ -39,6 +39,7 @@ from api import (
     workflows,
 )
 from api.dependencies import API_PREFIX
+from api.openapi import install_problem_openapi
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.body_limit import BodyLimitMiddleware
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limits = rate_limits
     install_problem_handlers(app)
+    install_problem_openapi(app)
     for module in (
         auth,
         companies,
