@@ -3,7 +3,7 @@
 Every error leaves as `application/problem+json` (common/problems.py), so every error response
 in the document is declared with that media type and the `Problem` schema, never FastAPI's
 default `application/json` validation error. What each operation may answer comes from two
-places: the routers' `responses=` (`api/routing.py`: `COMMON_ERRORS` on every resource router,
+places: the routers' `responses=` (`api/routers.py`: `COMMON_ERRORS` on every resource router,
 and `problem(...)` on the routes that add their own), and the edges every request passes,
 which this module adds by the operation's shape:
 
@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.routing import PROBLEM_DESCRIPTIONS
+from api.routers import PROBLEM_DESCRIPTIONS
 from common.problems import PROBLEM_MEDIA_TYPE
 from schemas.problems import Problem
 

@@ -38,7 +38,7 @@ from api import (
     workflow_history,
     workflows,
 )
-from api.dependencies import API_PREFIX
+from api.deps import API_PREFIX
 from api.openapi import install_problem_openapi
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
