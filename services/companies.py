@@ -138,14 +138,22 @@ async def free_slug(session: AsyncSession, name: str) -> str:
     return slug
 
 
-async def get_or_create_company(session: AsyncSession, name: str, country: str = "US") -> Company:
-    """For the command-line tools: the company called `name`, created when missing."""
+async def get_or_create_company(
+    session: AsyncSession, name: str, country: str = "US", email_domain: str | None = None
+) -> Company:
+    """For the command-line tools: the company called `name`, created when missing. A new
+    company's `email_domains` is `email_domain` (the first user's), so its CHRO can add staff."""
     found = (
         await session.execute(select(Company).where(Company.name == name))
     ).scalar_one_or_none()
     if found is not None:
         return found
-    company = Company(name=name, slug=await free_slug(session, name), country=country)
+    company = Company(
+        name=name,
+        slug=await free_slug(session, name),
+        country=country,
+        email_domains=[email_domain] if email_domain else [],
+    )
     session.add(company)
     await session.flush()
     return company
