@@ -173,6 +173,7 @@ async def test_role_matrix(client, world, db, settings, monkeypatch, method, rou
     storage = FileStorage(settings.storage_dir)
     seen = {}
     for role in ROLES:
+        db.expunge_all()  # SQLite reuses a deleted row's id: no stale object may shadow it
         workflow = await create_workflow(db, world.tenant, world.chro)
         document = await create_document(db, storage, world.tenant, world.chro, version=1)
         simulation = await create_stored_simulation(db, world.tenant)
