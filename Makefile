@@ -55,6 +55,7 @@ test-deps:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint deploy/Dockerfile
 	$(MAKE) --no-print-directory bandit
 
 format: install
