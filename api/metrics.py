@@ -8,15 +8,13 @@ Under several worker processes each one has its own counters: set PROMETHEUS_MUL
 from __future__ import annotations
 
 import hmac
-import os
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from common.exceptions import AuthenticationError
-from common.metrics import REGISTRY
+from common.metrics import render_metrics
 from schemas.problems import Problem
 
 router = APIRouter(tags=["health"])
@@ -31,14 +29,6 @@ async def require_metrics_token(request: Request) -> None:
     token = expected.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token):
         raise AuthenticationError("GET /metrics needs the metrics bearer token.")
-
-
-def render_metrics() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
 
 
 @router.get(

@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
+from common.apm import add_trace_context
 from common.redaction import REDACTED, scrub_text
 
 # Keys whose values never reach a log, whoever logs them (compared case-insensitively, at any
@@ -208,6 +209,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         _timestamper,
+        add_trace_context,
         redact_secrets,
     ]
 
@@ -230,6 +232,7 @@ def log_fast(logger_name: str, method: str, event: str, fields: dict[str, Any]) 
     fields["level"] = method
     fields["logger"] = logger_name
     _timestamper(None, method, fields)
+    add_trace_context(None, method, fields)
     redact_secrets(None, method, fields)
     if _sink.json:
         _sink.write(_json_dumps(fields))

@@ -16,18 +16,18 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.enums import Role
 from common.exceptions import AuthenticationError, FieldError, ValidationFailedError
 from common.principal import Principal
 from common.security import (
     IssuedToken,
+    TokenClaims,
     create_access_token,
-    decode_access_token,
     hash_password,
     needs_rehash,
     verify_password,
 )
 from models import Company, User
+from schemas.users import User as UserRead
 from services import cache_invalidation
 from services.cache_invalidation import Tags
 from services.cache_service import CacheName, RequestCache, cached, user_scope
@@ -86,17 +86,28 @@ class AuthService:
         if needs_rehash(user.hashed_password):
             user.hashed_password = await hash_password(password)
         user.last_login_at = datetime.now(UTC)
+        if self.cache is not None:  # the cached record shows the login time
+            self.cache.invalidate(Tags.user(user.id))
         security_log.info("login_succeeded", user_id=user.id, company_id=user.company_id)
         return create_access_token(self.settings, user.id, user.credentials_version)
 
-    async def principal(self, token: str | None) -> Principal:
-        claims = decode_access_token(self.settings, token) if token else None
+    async def authenticate(self, claims: TokenClaims | None) -> tuple[Principal, UserRead]:
+        """The caller of a verified token (`TokenVerifier.verify`), as the services see it and
+        as `/auth/me` shows it; 401 for no token, an invalid one, or an inactive user."""
         if claims is None:
             raise AuthenticationError(TOKEN_INVALID)
-        principal = await self.active_principal(claims.user_id)
-        if principal is None or principal.credentials_version != claims.credentials_version:
+        found = await self.active_user(claims.user_id)
+        if found is None or found[1] != claims.credentials_version:
             raise AuthenticationError(TOKEN_INVALID)
-        return principal
+        user, version = found
+        principal = Principal(
+            user_id=user.id,
+            company_id=user.company_id,
+            role=user.role,
+            email=user.email,
+            credentials_version=version,
+        )
+        return principal, user
 
     async def change_password(
         self, principal: Principal, current_password: str, new_password: str
@@ -129,39 +140,28 @@ class AuthService:
             raise AuthenticationError(TOKEN_INVALID)
         return user
 
-    # Cached so that an authenticated request does not read the users table; a user's change
-    # (role, deactivation) drops the entry when it commits (cache_invalidation.user_changed),
-    # and unknown or deactivated users are cached as None too.
+    # Cached so that an authenticated request does not read the users table: `/auth/me` is
+    # answered from this entry, every other route builds its `Principal` from it. A user's
+    # change (role, deactivation, login time) drops the entry when it commits
+    # (cache_invalidation.user_changed, and `login` above), and unknown or deactivated users
+    # are cached as None too.
     @cached(
         CacheName.PRINCIPAL,
         scope=lambda self, user_id: user_scope(user_id),
         tags=lambda self, user_id: [Tags.user(user_id)],
     )
-    async def active_principal(self, user_id: int) -> Principal | None:
-        """The caller as the services see it; None for an unknown or deactivated user, or a
-        user of a deactivated company."""
-        row = (
-            await self.session.execute(
-                select(
-                    User.id,
-                    User.company_id,
-                    User.role,
-                    User.email,
-                    User.credentials_version,
-                )
-                .join(Company, Company.id == User.company_id)
-                .where(User.id == user_id, User.is_active, Company.is_active)
-            )
-        ).one_or_none()
-        if row is None:
+    async def active_user(self, user_id: int) -> tuple[UserRead, int] | None:
+        """The caller's record and credentials version; None for an unknown or deactivated
+        user, or a user of a deactivated company."""
+        user = await self.session.get(User, user_id)
+        if user is None or not user.is_active:
             return None
-        return Principal(
-            user_id=row.id,
-            company_id=row.company_id,
-            role=Role(row.role),
-            email=row.email,
-            credentials_version=row.credentials_version,
+        company_active = await self.session.scalar(
+            select(Company.is_active).where(Company.id == user.company_id)
         )
+        if not company_active:
+            return None
+        return UserRead.model_validate(user), user.credentials_version
 
 
 def revoke_tokens(user: User, cache: RequestCache | None) -> None:

@@ -13,8 +13,6 @@ import pytest
 from common.redaction import MAX_SCRUB_CHARS, scrub_text
 from common.structured_logger import REDACTED, redact_secrets
 
-pytestmark = pytest.mark.embedded
-
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVl"
 
 
