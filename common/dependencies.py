@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.pagination import PaginationParams, pagination_params
+from common.replica import sessionmaker_for
 from common.routing import SESSION_STATE_KEY, request_session
 from settings.config import Settings
 
@@ -21,7 +22,7 @@ async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened on first use; `TransactionalRoute` commits and closes it."""
     session = request_session(request)
     if session is None:
-        session = request.app.state.database.sessionmaker()
+        session = (await sessionmaker_for(request))()
         request.scope.setdefault("state", {})[SESSION_STATE_KEY] = session
     return session
 
