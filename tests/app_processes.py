@@ -236,25 +236,12 @@ class Traffic:
     def statuses(self, outcomes: list[Outcome] | None = None) -> Counter[int]:
         return Counter(o.status for o in (self.outcomes if outcomes is None else outcomes))
 
-    async def until(self, predicate: Callable[[Traffic], bool], timeout: float) -> None:
-        """Wait (keeping the traffic going) until `predicate(self)`; fail after `timeout`."""
-        deadline = time.monotonic() + timeout
+    async def until(self, predicate: Callable[[Traffic], bool], within: float) -> None:
+        """Wait (keeping the traffic going) until `predicate(self)`; fail after `within` s."""
+        deadline = time.monotonic() + within
         while not predicate(self):
-            assert time.monotonic() < deadline, f"not reached in {timeout}s: {self.statuses()}"
+            assert time.monotonic() < deadline, f"not reached in {within}s: {self.statuses()}"
             await asyncio.sleep(0.05)
-
-    async def run_for(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-def successes_after(traffic: Traffic, moment: float, count: int) -> Callable[[Traffic], bool]:
-    """True once the last `count` outcomes, all started after `moment`, are 2xx."""
-
-    def reached(t: Traffic) -> bool:
-        tail = t.since(moment)[-count:]
-        return len(tail) == count and all(200 <= o.status < 300 for o in tail)
-
-    return reached
 
 
 def metric_value(text: str, name: str) -> float:

@@ -36,7 +36,7 @@ def assert_ok_or_unavailable(outcomes: list[Outcome]) -> list[Outcome]:
             continue
         assert outcome.status == 503, outcome
         assert outcome.problem_type == "urn:etter:problem:database-unavailable", outcome
-        assert outcome.retry_after is not None and int(outcome.retry_after) >= 1, outcome
+        assert int(outcome.retry_after or 0) >= 1, outcome
         unavailable.append(outcome)
     return unavailable
 

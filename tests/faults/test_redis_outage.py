@@ -42,13 +42,15 @@ async def test_redis_killed_mid_traffic_fails_open_and_is_used_again_when_back(
                 30,
             )
             fresh.close()
-        metrics = httpx.get(f"{app.url}/metrics").text
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{app.url}/metrics")).text
         log = app.log_text()
 
     during = traffic.since(killed)
     after = traffic.since(back)
     assert traffic.statuses() == {200: len(traffic.outcomes)}, traffic.statuses()
-    assert len(during) >= 60 and len(after) >= 1
+    assert len(during) >= 60
+    assert len(after) >= 1
     # Failing open was logged and counted, not silent.
     assert metric_value(metrics, "etter_cache_errors_total") > 0, metrics
     assert metric_value(metrics, "etter_rate_limit_fallback_total") > 0, metrics
