@@ -108,7 +108,7 @@ def create_replica_engine(settings: Settings) -> AsyncEngine | None:
     primary_cparams.update(engine_options(settings)["connect_args"])
     retry_seconds = settings.replica_retry_seconds
 
-    @event.listens_for(engine, "do_connect")
+    @event.listens_for(engine.sync_engine, "do_connect")
     def _connect_or_fall_back(
         dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]
     ) -> Any:

@@ -27,7 +27,7 @@ import httpx
 from settings.database import create_engine, create_sessionmaker
 from tests.conftest import TEST_SECRET, make_settings, migrate
 from tests.factories import World, build_world
-from tests.servers import _wait_for_port, free_port
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -126,14 +126,13 @@ class EtterProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait_for_port(self.port, 30, "Etter")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.process.poll() is None:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"Etter did not become live; see {self.log_path}")
+        raise RuntimeError(f"Etter did not become live:\n{self.log_text()[-3000:]}")
 
     def worker_pids(self) -> list[int]:
         """The gunicorn workers' process ids (children of the master)."""

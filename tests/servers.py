@@ -88,6 +88,7 @@ class PostgresServer:
                 "-R",
                 "-X",
                 "stream",
+                "--checkpoint=fast",  # not a spread checkpoint: minutes on an idle server
                 "--no-sync",
             )
 

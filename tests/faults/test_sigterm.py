@@ -28,7 +28,7 @@ UPLOAD_CHUNKS = 40  # of 8 KiB, one every 0.1 s: about 4 s of upload
 async def slow_multipart() -> AsyncIterator[bytes]:
     yield (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="title"\r\n\r\nSlow upload\r\n'
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.txt\""
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"'
         "\r\nContent-Type: text/plain\r\n\r\n"
     ).encode()
     for _ in range(UPLOAD_CHUNKS):
@@ -83,9 +83,7 @@ async def test_sigterm_to_a_worker_lets_its_in_flight_requests_finish(
         terminated = time.monotonic()
 
         # New connections meanwhile (Connection: close, so each request opens one).
-        traffic = Traffic(
-            lambda c: c.get(ME, headers={**headers, "Connection": "close"}), app.url
-        )
+        traffic = Traffic(lambda c: c.get(ME, headers={**headers, "Connection": "close"}), app.url)
         async with traffic.running():
             await traffic.until(lambda t: len(t.outcomes) >= 20, 30)
             await locker.execute("ROLLBACK")  # the slow queries can finish now
