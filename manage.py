@@ -22,19 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.enums import Role
 from common.exceptions import EtterError
 from common.principal import Principal
+from common.storage import FileStorage
 from common.validators import CountryCode, Name
 from schemas.users import UserCreate
-from services.bulk_seeding import (
+from seeding.bulk import (
     BULK_PASSWORD,
     BULK_SIZES,
     BulkSeedError,
     bulk_seed,
     vacuum_analyze,
 )
+from seeding.demo import DEMO_LOGINS, Scale, is_empty, seed
 from services.companies import get_or_create_company
 from services.documents import sweep_orphans
-from services.seeding import DEMO_LOGINS, Scale, is_empty, seed
-from services.storage import FileStorage
 from services.users import UserService
 from settings.config import Settings
 from settings.database import Database
@@ -105,8 +105,8 @@ def migrate() -> None:
 
 
 class SeedScale(StrEnum):
-    """demo and small: the ORM seed (services/seeding.py), on SQLite or PostgreSQL.
-    medium and large: the bulk COPY loader (services/bulk_seeding.py), PostgreSQL only."""
+    """demo and small: the ORM seed (seeding/demo.py), on SQLite or PostgreSQL.
+    medium and large: the bulk COPY loader (seeding/bulk.py), PostgreSQL only."""
 
     DEMO = "demo"
     SMALL = "small"

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.dependencies import AuthServiceDep, CurrentUser, UserServiceDep
-from api.routing import resource_router
+from api.deps import AuthServiceDep, CurrentUser, UserServiceDep
+from api.routers import resource_router
 from schemas.auth import Token
 from schemas.users import User
 

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from api.dependencies import CacheDep, CurrentUser
+from api.deps import CacheDep, CurrentUser
 from api.http_cache import NOT_MODIFIED, etag_response
-from api.routing import resource_router
-from common.dependencies import SessionDep
+from api.routers import resource_router
+from common.request_deps import SessionDep
 from schemas.dashboard import ChroDashboard
 from services.dashboard import DashboardService
 

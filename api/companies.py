@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from api.dependencies import CompanyServiceDep
+from api.deps import CompanyServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams
+from api.routers import resource_router, set_location
+from common.request_deps import PageParams
 from common.validators import CountryCode, SearchTerm
 from schemas.base import Page
 from schemas.companies import Company, CompanyCreate, CompanyUpdate

@@ -33,12 +33,12 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive
 
-from api.dependencies import CacheDep, CurrentUser
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams, SessionDep, SettingsDep
+from api.deps import CacheDep, CurrentUser
+from api.routers import resource_router, set_location
 from common.enums import DocumentStatus
 from common.exceptions import BadRequestError, PayloadTooLargeError
-from common.routing import TransactionalRoute, after_commit
+from common.request_deps import PageParams, SessionDep, SettingsDep
+from common.transactions import TransactionalRoute, after_commit
 from common.validators import Name
 from schemas.base import Page
 from schemas.documents import Document, DocumentUpdate

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, status
 
-from api.dependencies import CacheDep, CurrentUser
+from api.deps import CacheDep, CurrentUser
 from api.http_cache import NOT_MODIFIED, etag_response
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams, SessionDep
+from api.routers import resource_router, set_location
+from common.request_deps import PageParams, SessionDep
 from schemas.base import Page
 from schemas.simulations import Simulation, SimulationCreate, SimulationSummary
 from services.simulations import SimulationService

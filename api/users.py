@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from api.dependencies import UserServiceDep
+from api.deps import UserServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams
+from api.routers import resource_router, set_location
 from common.enums import Role
+from common.request_deps import PageParams
 from common.validators import SearchTerm, ShortText
 from schemas.base import Page
 from schemas.users import User, UserCreate, UserSuggestion, UserUpdate

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, status
 
-from api.dependencies import CacheDep, CurrentUser
-from api.routing import resource_router, set_location
-from common.dependencies import SessionDep, SettingsDep
+from api.deps import CacheDep, CurrentUser
+from api.routers import resource_router, set_location
 from common.pagination import CursorCodec
+from common.request_deps import SessionDep, SettingsDep
 from schemas.base import CursorPage
 from schemas.problems import Problem
 from schemas.workflows import WorkflowRun, WorkflowRunCreate

@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request, Response
 from fastapi import status as http_status
 
-from api.dependencies import CacheDep, CurrentUser
+from api.deps import CacheDep, CurrentUser
 from api.http_cache import NOT_MODIFIED, etag_response
-from api.routing import resource_router, set_location
-from common.dependencies import PageParams, SessionDep
+from api.routers import resource_router, set_location
 from common.enums import WorkflowStatus
+from common.request_deps import PageParams, SessionDep
 from common.validators import SearchTerm, ShortText
 from schemas.base import Page
 from schemas.problems import Problem

@@ -16,7 +16,7 @@ from fastapi import Request
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.routing import after_commit
+from common.transactions import after_commit
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 STICKY_KEY_PREFIX = "etter:primary-after-write"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from common.circuit_breaker import CircuitBreaker
 from common.metrics import RATE_LIMIT_FALLBACK
 from settings.config import Settings
 
@@ -126,6 +128,7 @@ class RateLimitBackend:
         *,
         lease_max: int = 1,
         lease_ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limiter_class = STRATEGIES[strategy]
         self.local: RateLimiter = limiter_class(MemoryStorage())
@@ -138,8 +141,7 @@ class RateLimitBackend:
         self._leases: dict[tuple[str, str], _Lease] = {}
         self._refills: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._redis_pool = redis_pool
-        self._shared_down_until = 0.0
-        self._degraded = False
+        self.breaker = CircuitBreaker(retry_seconds, clock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimitBackend:
@@ -175,29 +177,26 @@ class RateLimitBackend:
 
     @property
     def degraded(self) -> bool:
-        return self._degraded
+        return not self.breaker.closed
 
     async def hit(self, policy: Policy, subject: str) -> Verdict:
         if self.shared is None:  # the embedded default: memory is the store
             return await self._leased_hit(self.local, policy, subject)
-        if time.monotonic() >= self._shared_down_until:
+        if self.breaker.allows():
             try:
                 verdict = await self._leased_hit(self.shared, policy, subject)
             except STORAGE_ERRORS as exc:
                 self._shared_failed(exc)
             else:
-                if self._degraded:
-                    self._degraded = False
+                if self.breaker.succeeded():
                     log.warning("rate_limit_storage_recovered")
                 return verdict
         RATE_LIMIT_FALLBACK.inc()
         return await self._hit(self.local, policy, subject)
 
     def _shared_failed(self, exc: BaseException) -> None:
-        self._shared_down_until = time.monotonic() + self.retry_seconds
         self._leases.clear()
-        if not self._degraded:
-            self._degraded = True
+        if self.breaker.failed():
             # Once per outage: a log line per request would bury everything else.
             log.error(
                 "rate_limit_storage_unavailable",

@@ -2,7 +2,7 @@
 write that the services call right after the write has flushed.
 
 The functions only queue tags on the request's `RequestCache`; the request's route writes them
-once the transaction has committed (`common/routing.py`), so a rolled-back write drops nothing,
+once the transaction has committed (`common/transactions.py`), so a rolled-back write drops nothing,
 and the write is visible to every process (a new generation per tag in Redis; see
 `services/cache_service.py`) before the response leaves. Called with `None` (no cache: scripts,
 services used outside a request), they do nothing.

@@ -63,6 +63,7 @@ class DashboardService(BaseService[Company]):
         CacheName.DASHBOARD,
         scope=lambda self, company_id: tenant_scope(company_id),
         tags=lambda self, company_id: [Tags.dashboard(company_id)],
+        lock=True,  # a dozen aggregate queries: worth one computation across processes
     )
     async def _company_dashboard(self, company_id: int) -> ChroDashboard:
         now = utcnow()

@@ -1,13 +1,13 @@
 """Documents: upload, list, read, download, edit (with a lost-update guard), delete.
 
 How the row and the bytes stay in step, given that a service only flushes and the request
-commits later (common/routing.py):
+commits later (common/transactions.py):
 
 - Upload: the bytes are written under a temporary name and renamed into place first; then the
   row is flushed. If the flush (or anything before it) fails, the file is removed at once. If
   the later commit fails, the file is left without a row: an orphan `sweep_orphans()` removes.
 - Delete: the row is deleted and flushed; the bytes are removed only after the commit (the
-  caller passes `after_commit`: the route's `common.routing.after_commit`, which runs the
+  caller passes `after_commit`: the route's `common.transactions.after_commit`, which runs the
   removal once the transaction has committed and before the 204 is sent, and never after a
   rollback). A failed commit therefore leaves row *and* bytes intact, and a failure between
   the commit and the removal (crash, I/O error) leaves only a file without a row, which
@@ -45,12 +45,12 @@ from common.exceptions import (
 )
 from common.pagination import PageResult, PaginationParams, paginate
 from common.principal import Principal
+from common.storage import FileStorage
+from common.upload_policy import ContentInspector, allowed_type, safe_filename
 from models import Document
 from schemas.documents import DocumentUpdate
 from services import cache_invalidation
 from services.base_service import BaseService
-from services.storage import FileStorage
-from services.upload_policy import ContentInspector, allowed_type, safe_filename
 from settings.config import Settings
 
 if TYPE_CHECKING:

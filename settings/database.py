@@ -1,7 +1,7 @@
 """The async engine, its pool, and the session factory.
 
-One `AsyncSession` per request (see `common/dependencies.py`); services only flush, and the
-request's route class (`common/routing.py`) commits once before the response is sent.
+One `AsyncSession` per request (see `common/request_deps.py`); services only flush, and the
+request's route class (`common/transactions.py`) commits once before the response is sent.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from api import (
     workflow_history,
     workflows,
 )
-from api.dependencies import API_PREFIX
+from api.deps import API_PREFIX
 from common.problems import install_problem_handlers
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.compression import CompressionMiddleware

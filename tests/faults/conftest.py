@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.app_processes import seeded_database
-from tests.factories import World
+from tests.fixtures.factories import World
+from tests.fixtures.processes import seeded_database
 from tests.servers import PostgresServer, RedisServer
 
 

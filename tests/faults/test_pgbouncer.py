@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.app_processes import etter_process, production_env
-from tests.factories import PASSWORD, World
+from tests.fixtures.factories import PASSWORD, World
+from tests.fixtures.processes import etter_process, production_env
 from tests.servers import PgBouncer, PostgresServer, RedisServer
 
 API = "/api/v1"

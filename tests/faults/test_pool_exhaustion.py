@@ -14,8 +14,8 @@ import time
 import asyncpg
 import httpx
 
-from tests.app_processes import Traffic, etter_process, production_env
-from tests.factories import World
+from tests.fixtures.factories import World
+from tests.fixtures.processes import Traffic, etter_process, production_env
 from tests.servers import PostgresServer
 
 WORKFLOWS = "/api/v1/workflows"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.app_processes import Outcome, Traffic, etter_process, production_env
-from tests.factories import World
+from tests.fixtures.factories import World
+from tests.fixtures.processes import Outcome, Traffic, etter_process, production_env
 from tests.servers import PostgresServer
 
 WORKFLOWS = "/api/v1/workflows"

@@ -10,8 +10,8 @@ import time
 import httpx
 from redis import Redis
 
-from tests.app_processes import Traffic, etter_process, metric_value, production_env
-from tests.factories import World
+from tests.fixtures.factories import World
+from tests.fixtures.processes import Traffic, etter_process, metric_value, production_env
 from tests.servers import PostgresServer, RedisServer
 
 WORKFLOWS = "/api/v1/workflows"

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.app_processes import Traffic, etter_process, production_env
-from tests.factories import World
+from tests.fixtures.factories import World
+from tests.fixtures.processes import Traffic, etter_process, production_env
 from tests.servers import PostgresServer, RedisServer
 
 WORKFLOWS = "/api/v1/workflows"

@@ -13,8 +13,8 @@ import asyncpg
 import httpx
 import psutil
 
-from tests.app_processes import EtterProcess, Traffic, etter_process, production_env
-from tests.factories import World
+from tests.fixtures.factories import World
+from tests.fixtures.processes import EtterProcess, Traffic, etter_process, production_env
 from tests.servers import PostgresServer
 
 WORKFLOWS = "/api/v1/workflows"

@@ -53,14 +53,16 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from common.cache.backends import RedisBackend
+from common.cache.cache import Cache
 from common.enums import Role
 from common.pagination import PaginationParams
 from common.principal import Principal
 from common.security import create_access_token
+from seeding.bulk import BULK_SIZES, INTEGRATION_ACCOUNT, MARKER_COMPANY
 from services.auth import AuthService
-from services.bulk_seeding import BULK_SIZES, INTEGRATION_ACCOUNT, MARKER_COMPANY
 from services.cache_invalidation import Tags
-from services.cache_service import Cache, CacheName, RedisBackend, RequestCache, create_cache
+from services.cache_service import CacheName, RequestCache, create_cache
 from services.companies import CompanyService
 from services.dashboard import DashboardService
 from services.simulations import SimulationService

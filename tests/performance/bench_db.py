@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import command
 from common.pagination import CursorCodec
 from common.security import create_access_token
-from services.bulk_seeding import (
+from seeding.bulk import (
     BULK_SIZES,
     bulk_seed,
     vacuum_analyze,
@@ -47,7 +47,7 @@ from services.bulk_seeding import (
 from services.workflow_history import CURSOR_PURPOSE
 from settings.config import Settings
 from tests import servers
-from tests.bulk_queries import biggest_tenant_ids
+from tests.fixtures.bulk_queries import biggest_tenant_ids
 from tests.performance.report import cpu_model, memory_total
 
 ROOT = Path(__file__).resolve().parents[2]
