@@ -37,6 +37,14 @@ async def slow_multipart() -> AsyncIterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+async def waiting_on_locks(pg: PostgresServer) -> int:
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = 'etter-api' AND wait_event_type = 'Lock'"
+    )
+    return int(await asyncio.to_thread(pg.psql, sql))
+
+
 def in_flight_by_worker(app: EtterProcess) -> dict[int, int]:
     """Established connections to the app's port, per worker pid."""
     counts = {}
@@ -72,10 +80,16 @@ async def test_sigterm_to_a_worker_lets_its_in_flight_requests_finish(
             for c in clients[:3]
         ]
         queries = [asyncio.create_task(c.get(WORKFLOWS, headers=headers)) for c in clients[3:]]
+        # In flight means being handled: the queries wait on the lock in PostgreSQL, and the
+        # uploads' bodies are arriving (a connection whose request line a worker has not read
+        # yet is merely closed on shutdown, which a client may retry).
         deadline = time.monotonic() + 20
-        while sum(in_flight_by_worker(app).values()) < 6:
+        while sum(in_flight_by_worker(app).values()) < 6 or await waiting_on_locks(pg) < len(
+            queries
+        ):
             assert time.monotonic() < deadline, in_flight_by_worker(app)
             await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a few chunks into each upload
         busy = in_flight_by_worker(app)
         victim = max(busy, key=busy.__getitem__)  # at least 3 of the 6 requests are its
         survivor = next(pid for pid in busy if pid != victim)
