@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Response, status
 
 from api.deps import CacheDep, CurrentUser
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.pagination import CursorCodec
 from common.request_deps import SessionDep, SettingsDep
@@ -32,7 +33,10 @@ HistoryServiceDep = Annotated[WorkflowHistoryService, Depends(get_history_servic
     response_model=WorkflowRun,
     status_code=status.HTTP_201_CREATED,
     summary="Record a run of the workflow by the caller",
-    responses={409: {"model": Problem, "description": "The workflow is archived"}},
+    dependencies=[Idempotent],
+    responses=with_idempotency(
+        {409: {"model": Problem, "description": "The workflow is archived"}}
+    ),
 )
 async def record_workflow_run(
     workflow_id: Id,

@@ -61,8 +61,11 @@ class PostgresServer:
     """A throwaway PostgreSQL cluster on a free port that a test may stop, restart, or give a
     streaming replica (`replica()`, from `pg_basebackup -R`)."""
 
-    def __init__(self, *, primary: PostgresServer | None = None) -> None:
+    def __init__(
+        self, *, primary: PostgresServer | None = None, settings: dict[str, str] | None = None
+    ) -> None:
         self.bindir = postgres_bin_dir()
+        self.settings = settings or {}
         self.base = Path(tempfile.mkdtemp(prefix="etter-pg-"))
         self.datadir = self.base / "data"
         if os.geteuid() == 0:
@@ -114,9 +117,9 @@ class PostgresServer:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.base} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200 -c shared_buffers=128MB "
+            "-c max_connections=200 -c shared_buffers=256MB "
             "-c wal_level=replica -c max_wal_senders=5 -c hot_standby=on"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         log = str(self.base / "postgres.log")
         self._run("pg_ctl", "-D", str(self.datadir), "-o", options, "-l", log, "-w", "start")
         _wait_for_port(self.port, 30, "PostgreSQL")
@@ -160,9 +163,11 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a PostgreSQL cluster on a free port; yield a `postgresql://` URL of its `etter` db."""
-    server = PostgresServer()
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a PostgreSQL cluster on a free port; yield a `postgresql://` URL of its `etter` db.
+
+    `settings`: extra server settings (`-c name=value`), e.g. for pg_stat_statements."""
+    server = PostgresServer(settings=settings)
     try:
         server.start()
         server.psql("CREATE DATABASE etter")
