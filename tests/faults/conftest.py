@@ -33,7 +33,7 @@ async def world(pg: PostgresServer) -> World:
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
+def fault_redis() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     try:

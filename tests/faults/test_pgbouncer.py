@@ -63,11 +63,11 @@ async def smoke(client: httpx.AsyncClient, world: World, round_: int) -> list[in
 
 
 async def test_the_smoke_set_passes_through_pgbouncer_in_transaction_mode(
-    bouncer: PgBouncer, redis_server: RedisServer, world: World
+    bouncer: PgBouncer, fault_redis: RedisServer, world: World
 ) -> None:
     env = production_env(
         bouncer.url,
-        redis_server.url,
+        fault_redis.url,
         db_pgbouncer="true",
         db_pool_size=8,
         rate_limit_login="1000/minute",

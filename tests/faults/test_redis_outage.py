@@ -18,23 +18,23 @@ WORKFLOWS = "/api/v1/workflows"
 
 
 async def test_redis_killed_mid_traffic_fails_open_and_is_used_again_when_back(
-    pg: PostgresServer, world: World, redis_server: RedisServer
+    pg: PostgresServer, world: World, fault_redis: RedisServer
 ) -> None:
     # Cache and rate limiting on, as in production; Redis errors retried after 1 s.
     env = production_env(
-        pg.url, redis_server.url, cache_retry_seconds=1, rate_limit_redis_retry_seconds=1
+        pg.url, fault_redis.url, cache_retry_seconds=1, rate_limit_redis_retry_seconds=1
     )
     headers = world.auth(world.member)
     with etter_process(env) as app:
         traffic = Traffic(lambda c: c.get(WORKFLOWS, headers=headers), app.url)
         async with traffic.running():
             await traffic.until(lambda t: len(t.outcomes) >= 20, 30)
-            redis_server.kill()
+            fault_redis.kill()
             killed = time.monotonic()
             await traffic.until(lambda t: len(t.since(killed)) >= 60, 30)
-            await asyncio.to_thread(redis_server.start)  # empty: no persistence
+            await asyncio.to_thread(fault_redis.start)  # empty: no persistence
             back = time.monotonic()
-            fresh = Redis.from_url(redis_server.url)
+            fresh = Redis.from_url(fault_redis.url)
             # The process writes to the new Redis again (rate-limit counters, cache entries)
             # and then reads its own entries back: Redis counts the hits itself.
             await traffic.until(

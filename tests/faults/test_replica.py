@@ -59,10 +59,10 @@ async def eventually_status(
 
 
 async def test_reads_use_the_replica_and_a_writer_reads_its_own_writes(
-    pg: PostgresServer, replica: PostgresServer, redis_server: RedisServer, world: World
+    pg: PostgresServer, replica: PostgresServer, fault_redis: RedisServer, world: World
 ) -> None:
     writer, reader = world.auth(world.chro), world.auth(world.member)
-    with etter_process(replica_env(pg, replica, redis_server)) as app:
+    with etter_process(replica_env(pg, replica, fault_redis)) as app:
         async with httpx.AsyncClient(base_url=app.url, timeout=30) as client:
             assert (await client.get(WORKFLOWS, headers=reader)).status_code == 200
             assert await asyncio.to_thread(app_connections, replica) >= 1
@@ -90,10 +90,10 @@ async def test_reads_use_the_replica_and_a_writer_reads_its_own_writes(
 
 
 async def test_reads_fall_back_to_the_primary_while_the_replica_is_down(
-    pg: PostgresServer, replica: PostgresServer, redis_server: RedisServer, world: World
+    pg: PostgresServer, replica: PostgresServer, fault_redis: RedisServer, world: World
 ) -> None:
     reader = world.auth(world.chro)
-    with etter_process(replica_env(pg, replica, redis_server)) as app:
+    with etter_process(replica_env(pg, replica, fault_redis)) as app:
         traffic = Traffic(lambda c: c.get(WORKFLOWS, headers=reader), app.url)
         async with traffic.running():
             await traffic.until(lambda t: len(t.outcomes) >= 20, 30)

@@ -22,14 +22,14 @@ READ_LIMIT = 20
 
 
 @pytest.fixture
-def two_instances(pg: PostgresServer, redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    env = production_env(pg.url, redis_server.url, rate_limit_read=f"{READ_LIMIT}/minute")
+def two_instances(pg: PostgresServer, fault_redis: RedisServer) -> Iterator[tuple[str, str]]:
+    env = production_env(pg.url, fault_redis.url, rate_limit_read=f"{READ_LIMIT}/minute")
     with etter_process(env) as first, etter_process(env) as second:
         yield first.url, second.url
 
 
 async def test_a_rate_limit_is_one_budget_across_instances(
-    two_instances: tuple[str, str], world: World, redis_server: RedisServer
+    two_instances: tuple[str, str], world: World, fault_redis: RedisServer
 ) -> None:
     headers = world.auth(world.other_member)  # a caller of its own: a fresh budget
     async with httpx.AsyncClient(timeout=30) as client:
