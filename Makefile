@@ -9,6 +9,7 @@ PORT ?= 8000
 # pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
 TEST_WORKERS ?= 2
 
+.PHONY: test-observability bench-metrics
 .PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache test-faults
 
 help:
@@ -43,6 +44,7 @@ test-deps:
 	if [ -z "$$TEST_DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql); fi; \
 	if [ -z "$$TEST_REDIS_URL" ] && ! command -v redis-server >/dev/null; then need+=(redis-server); fi; \
 	if ! command -v pgbouncer >/dev/null; then need+=(pgbouncer); fi; \
+	if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then need+=(prometheus); fi; \
 	if [ $${#need[@]} -gt 0 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing $${need[*]} with apt-get"; \
@@ -95,6 +97,18 @@ bench-cache: install test-deps
 # streaming replica, PgBouncer. Each test starts its own servers; a few minutes in all.
 test-faults: install test-deps
 	$(BIN)/pytest tests/faults -p no:xdist -p no:cacheprovider -q $(PYTEST_ARGS)
+
+# --- observability (obs) ---------------------------------------------------------------------
+# A real Prometheus (Debian's binary) scrapes two uvicorn workers on throwaway PostgreSQL and
+# Redis every second under a little traffic; every Grafana panel and alert expression must return
+# data. About a minute and a half; CI runs it after `make test`.
+test-observability: install test-deps
+	ETTER_TEST_PROMETHEUS=1 $(BIN)/pytest tests/integration/observability/test_prometheus_server.py -p no:xdist -q $(PYTEST_ARGS)
+
+# What the Prometheus layer costs `GET /api/v1/auth/me`: metrics on against off (and on in
+# multiprocess mode), same run; written to tests/performance_report.md. About two minutes.
+bench-metrics: install test-deps
+	$(BIN)/python -m tests.performance.bench_metrics $(BENCH_METRICS_ARGS)
 
 # --- load test (issue 12): the Etter mix of tests/load_test.py under Locust ------------------
 # The whole report in one command: PostgreSQL + Redis + Etter (gunicorn, LOADTEST_WORKERS

@@ -28,6 +28,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
+from common.apm import add_trace_context
+
 # Keys whose values never reach a log, whoever logs them (compared case-insensitively, at any
 # depth: a `headers={"Authorization": ...}` dict is scrubbed too).
 SECRET_KEYS = frozenset(
@@ -212,6 +214,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         _timestamper,
+        add_trace_context,
         redact_secrets,
     ]
 
@@ -234,6 +237,7 @@ def log_fast(logger_name: str, method: str, event: str, fields: dict[str, Any]) 
     fields["level"] = method
     fields["logger"] = logger_name
     _timestamper(None, method, fields)
+    add_trace_context(None, method, fields)
     redact_secrets(None, method, fields)
     if _sink.json:
         _sink.write(_json_dumps(fields))

@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from common.circuit_breaker import CircuitBreaker
-from common.metrics import RATE_LIMIT_FALLBACK
+from common.metrics import RATE_LIMIT_FALLBACK, REDIS_ERRORS
 from settings.config import Settings
 
 REDIS_KEY_PREFIX = "etter:ratelimit"
@@ -195,6 +195,7 @@ class RateLimitBackend:
         return await self._hit(self.local, policy, subject)
 
     def _shared_failed(self, exc: BaseException) -> None:
+        REDIS_ERRORS.labels("rate_limit").inc()
         self._leases.clear()
         if self.breaker.failed():
             # Once per outage: a log line per request would bury everything else.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import limits
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The development secret. Production refuses to start with it (or with none at all).
@@ -131,6 +131,35 @@ class Settings(BaseSettings):
     rate_limit_lease_max: int = Field(16, ge=1, le=1000)
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
+    # --- observability (common/metrics.py, common/error_tracker.py, common/apm.py) ----------
+    # Off: no HTTP/database metrics layer and no GET /metrics.
+    metrics_enabled: bool = True
+    # The release in /metrics' etter_build_info and Sentry: GIT_SHA, else `git rev-parse HEAD`.
+    git_sha: str | None = Field(None, validation_alias=AliasChoices("GIT_SHA", "ETTER_REVISION"))
+    sentry_dsn: SecretStr | None = None  # unset: Sentry off
+    sentry_environment: str | None = None  # default: ENVIRONMENT
+    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
+    sentry_profiles_sample_rate: float = Field(0.0, ge=0, le=1)
+    # OpenTelemetry tracing: on when an OTLP endpoint is set (or OTEL_ENABLED=true); the SDK
+    # reads every other standard OTEL_* variable (service name, sampler, headers) itself.
+    otel_enabled: bool | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
+
+    @field_validator("otel_enabled", "sentry_dsn", "git_sha", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def tracing_enabled(self) -> bool:
+        if self.otel_sdk_disabled:
+            return False
+        if self.otel_enabled is not None:
+            return self.otel_enabled
+        return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
     @field_validator("database_url", "database_replica_url")
     @classmethod
