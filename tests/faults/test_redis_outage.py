@@ -33,7 +33,6 @@ async def test_redis_killed_mid_traffic_fails_open_and_is_used_again_when_back(
             killed = time.monotonic()
             await traffic.until(lambda t: len(t.since(killed)) >= 60, 30)
             await asyncio.to_thread(fault_redis.start)  # empty: no persistence
-            back = time.monotonic()
             fresh = Redis.from_url(fault_redis.url)
             # The process writes to the new Redis again (rate-limit counters, cache entries)
             # and then reads its own entries back: Redis counts the hits itself.
@@ -47,10 +46,8 @@ async def test_redis_killed_mid_traffic_fails_open_and_is_used_again_when_back(
         log = app.log_text()
 
     during = traffic.since(killed)
-    after = traffic.since(back)
     assert traffic.statuses() == {200: len(traffic.outcomes)}, traffic.statuses()
     assert len(during) >= 60
-    assert len(after) >= 1
     # Failing open was logged and counted, not silent.
     assert metric_value(metrics, "etter_cache_errors_total") > 0, metrics
     assert metric_value(metrics, "etter_rate_limit_fallback_total") > 0, metrics
