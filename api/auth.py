@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Form
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import AuthServiceDep, CurrentUser, UserServiceDep
+from api.deps import AuthServiceDep, CurrentAccount
 from api.routers import resource_router
 from schemas.auth import Token
 from schemas.users import User
@@ -13,14 +13,34 @@ from schemas.users import User
 router = resource_router("/auth", "auth")
 
 
+async def password_form(
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form(json_schema_extra={"format": "password"})],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    scope: Annotated[str, Form()] = "",
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+) -> OAuth2PasswordRequestForm:
+    """OAuth2PasswordRequestForm's fields, read by an async dependency: the class itself, as a
+    dependency, would be called in a worker thread on every login."""
+    return OAuth2PasswordRequestForm(
+        grant_type=grant_type,
+        username=username,
+        password=password,
+        scope=scope,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
+
+
 @router.post("/token", response_model=Token, summary="Log in: email and password for a token")
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthServiceDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends(password_form)], auth: AuthServiceDep
 ) -> Token:
     issued = await auth.login(form.username, form.password)
     return Token(access_token=issued.token, expires_in=issued.expires_in)
 
 
 @router.get("/me", response_model=User, summary="The caller")
-async def me(principal: CurrentUser, users: UserServiceDep) -> object:
-    return await users.get(principal.user_id)
+async def me(account: CurrentAccount) -> object:
+    return account

@@ -14,7 +14,7 @@ from services.dashboard import DashboardService
 router = resource_router("/chro", "chro")
 
 
-def get_dashboard_service(
+async def get_dashboard_service(
     session: SessionDep, principal: CurrentUser, cache: CacheDep
 ) -> DashboardService:
     return DashboardService(session, principal, cache)

@@ -11,6 +11,7 @@ from common.principal import Principal
 from common.request_deps import SessionDep, SettingsDep
 from common.structured_logger import bind_user
 from common.transactions import after_commit
+from schemas.users import User
 from services.auth import AuthService
 from services.cache_service import RequestCache
 from services.companies import CompanyService
@@ -23,9 +24,10 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_e
 
 
 REQUEST_CACHE_STATE_KEY = "request_cache"
+ACCOUNT_STATE_KEY = "account"
 
 
-def get_request_cache(request: Request) -> RequestCache:
+async def get_request_cache(request: Request) -> RequestCache:
     """The request's view of the app's cache; its queued invalidations run after the commit.
 
     Here rather than in common/request_deps.py: `common/` must not import `services/`.
@@ -43,7 +45,9 @@ def get_request_cache(request: Request) -> RequestCache:
 CacheDep = Annotated[RequestCache, Depends(get_request_cache)]
 
 
-def get_auth_service(session: SessionDep, settings: SettingsDep, cache: CacheDep) -> AuthService:
+async def get_auth_service(
+    session: SessionDep, settings: SettingsDep, cache: CacheDep
+) -> AuthService:
     return AuthService(session, settings, cache)
 
 
@@ -55,9 +59,13 @@ async def get_principal(
     auth: AuthServiceDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
-    principal = await auth.principal(token)
+    # The app's shared verifier: the rate limiter has usually checked this token already.
+    claims = request.app.state.tokens.verify(token) if token else None
+    principal, account = await auth.authenticate(claims)
     # Lets the access log and error reports name the caller, and every later log event too.
-    request.scope.setdefault("state", {})["principal"] = principal
+    state = request.scope.setdefault("state", {})
+    state["principal"] = principal
+    state[ACCOUNT_STATE_KEY] = account
     bind_user(principal.user_id, principal.company_id)
     return principal
 
@@ -65,13 +73,24 @@ async def get_principal(
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
-def get_company_service(
+async def get_account(request: Request, principal: CurrentUser) -> User:
+    """The caller's record, as `get_principal` found it (from the cache: no SQL)."""
+    account: User = request.scope["state"][ACCOUNT_STATE_KEY]
+    return account
+
+
+CurrentAccount = Annotated[User, Depends(get_account)]
+
+
+async def get_company_service(
     session: SessionDep, principal: CurrentUser, cache: CacheDep
 ) -> CompanyService:
     return CompanyService(session, principal, cache)
 
 
-def get_user_service(session: SessionDep, principal: CurrentUser, cache: CacheDep) -> UserService:
+async def get_user_service(
+    session: SessionDep, principal: CurrentUser, cache: CacheDep
+) -> UserService:
     return UserService(session, principal, cache)
 
 

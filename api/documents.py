@@ -55,7 +55,7 @@ MULTIPART_ALLOWANCE = 64 * 1024
 STRONG_ETAG = re.compile(r'"([0-9]{1,10})"')
 
 
-def get_document_service(
+async def get_document_service(
     session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
 ) -> DocumentService:
     return DocumentService(session, principal, settings, cache)

@@ -17,7 +17,7 @@ router = resource_router("/simulations", "simulations")
 SimulationId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
-def get_simulation_service(
+async def get_simulation_service(
     session: SessionDep, principal: CurrentUser, cache: CacheDep
 ) -> SimulationService:
     return SimulationService(session, principal, cache)

@@ -18,7 +18,7 @@ router = resource_router("", "workflow-history")
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
-def get_history_service(
+async def get_history_service(
     session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
 ) -> WorkflowHistoryService:
     cursors = CursorCodec(settings.secret_key.get_secret_value().encode(), CURSOR_PURPOSE)

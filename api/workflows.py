@@ -30,7 +30,7 @@ NAME_TAKEN: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_workflow_service(
+async def get_workflow_service(
     session: SessionDep, principal: CurrentUser, cache: CacheDep
 ) -> WorkflowService:
     return WorkflowService(session, principal, cache)

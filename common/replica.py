@@ -14,7 +14,7 @@ import hashlib
 import structlog
 from fastapi import Request
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.transactions import after_commit
 
@@ -57,16 +57,17 @@ def _remember_write(request: Request, key: str) -> None:
     after_commit(request, mark)
 
 
-async def sessionmaker_for(request: Request) -> async_sessionmaker[AsyncSession]:
-    """The primary's sessionmaker, or the replica's for a read whose caller did not just write."""
+async def replica_session(request: Request) -> AsyncSession | None:
+    """A replica session for a read whose caller did not just write; None: use the primary.
+    A write's caller is remembered once its transaction commits."""
     database = request.app.state.database
     if database.replica_sessionmaker is None:
-        return database.sessionmaker
+        return None
     key = _sticky_key(request)
     if request.method not in READ_ONLY_METHODS:
         if key is not None:
             _remember_write(request, key)
-        return database.sessionmaker
+        return None
     if await _wrote_recently(request, key):
-        return database.sessionmaker
-    return database.replica_sessionmaker
+        return None
+    return database.replica_sessionmaker()

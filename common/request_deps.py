@@ -9,12 +9,15 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.pagination import PaginationParams, pagination_params
-from common.replica import sessionmaker_for
+from common.replica import replica_session
 from common.transactions import SESSION_STATE_KEY, request_session
 from settings.config import Settings
 
+# Requests that only read: no transaction round trips (settings/database.py).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -22,12 +25,14 @@ async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened on first use; `TransactionalRoute` commits and closes it."""
     session = request_session(request)
     if session is None:
-        session = (await sessionmaker_for(request))()
+        session = await replica_session(request) or request.app.state.database.session(
+            request.method in READ_ONLY_METHODS
+        )
         request.scope.setdefault("state", {})[SESSION_STATE_KEY] = session
     return session
 
 
-def get_redis(request: Request) -> Redis | None:
+async def get_redis(request: Request) -> Redis | None:
     return request.app.state.redis
 
 

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from common.circuit_breaker import CircuitBreaker
 from common.metrics import RATE_LIMIT_FALLBACK, REDIS_ERRORS
 from settings.config import Settings
+from settings.redis import blocking_pool
 
 REDIS_KEY_PREFIX = "etter:ratelimit"
 # Whatever a Redis call can fail with; anything else is a bug and is not swallowed.
@@ -153,13 +154,7 @@ class RateLimitBackend:
                 lease_max=settings.rate_limit_lease_max,
             )
         # Own pool, no retries: a rate-limit check must fail fast and fall back, not wait.
-        pool = ConnectionPool.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.redis_connect_timeout,
-            socket_timeout=settings.redis_socket_timeout,
-            max_connections=settings.redis_max_connections,
-            retry=Retry(NoBackoff(), 0),
-        )
+        pool = blocking_pool(settings, retry=Retry(NoBackoff(), 0))
         storage = RedisStorage(
             "async+" + settings.redis_url,
             wrap_exceptions=True,

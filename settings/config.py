@@ -29,6 +29,17 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class SslMode(StrEnum):
+    """libpq's sslmode names, as asyncpg takes them (`DB_SSLMODE`)."""
+
+    DISABLE = "disable"
+    ALLOW = "allow"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -45,11 +56,18 @@ class Settings(BaseSettings):
 
     # --- database -------------------------------------------------------------------------
     database_url: str = SQLITE_DEFAULT_URL
-    db_pool_size: int = Field(10, ge=1, le=500)
-    db_max_overflow: int = Field(5, ge=0, le=500)
-    db_pool_timeout: float = Field(5.0, gt=0, le=300)
+    # --- database pool and TLS (issue 9; README "Sizing the database pool") -----------------
+    # A fixed pool: overflow connections are opened and closed around every burst (churn).
+    db_pool_size: int = Field(15, ge=1, le=500)
+    db_max_overflow: int = Field(0, ge=0, le=500)
+    # Seconds a request waits for a free connection before its 503: shed load fast.
+    db_pool_timeout: float = Field(1.0, gt=0, le=300)
     db_pool_recycle: int = Field(1800, ge=-1)
     db_pool_pre_ping: bool = True
+    # Pre-ping only connections idle longer than this; 0 pings on every checkout.
+    db_pool_ping_idle_seconds: float = Field(10.0, ge=0, le=3600)
+    # TLS to PostgreSQL; an sslmode in DATABASE_URL wins. Managed databases: verify-full.
+    db_sslmode: SslMode = SslMode.DISABLE
     db_statement_timeout_ms: int = Field(15_000, ge=0)
     db_slow_query_ms: int = Field(200, ge=0)
     db_echo: bool = False
@@ -68,6 +86,9 @@ class Settings(BaseSettings):
     redis_connect_timeout: float = Field(0.5, gt=0, le=30)
     redis_socket_timeout: float = Field(0.5, gt=0, le=30)
     redis_max_connections: int = Field(50, ge=1)
+    # Seconds a request waits for a free Redis connection (blocking pool) before Redis counts
+    # as unavailable for it (the cache misses, the rate limiter falls back in-process).
+    redis_pool_timeout: float = Field(0.25, gt=0, le=30)
 
     # --- auth -----------------------------------------------------------------------------
     jwt_issuer: str = "etter"

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import event, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy import event, exc, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from settings.config import Settings
 
@@ -37,22 +37,23 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         # PgBouncer refuses it as a startup parameter: there, set it on the role instead
         # (ALTER ROLE etter SET statement_timeout = '15s').
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    connect_args: dict[str, Any] = {
-        "server_settings": server_settings,
-        # A new connection that cannot be opened in time fails like an exhausted pool would,
-        # instead of asyncpg's 60 s default (a vanished host answers nothing at all).
-        "timeout": settings.db_pool_timeout,
-        "prepared_statement_cache_size": 100,
-    }
-    if settings.db_pgbouncer:
-        connect_args.update(pgbouncer_connect_args())
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
-        "pool_pre_ping": settings.db_pool_pre_ping,
-        "connect_args": connect_args,
+        # Every checkout pinged (3 round trips with asyncpg outside autocommit) only when asked
+        # for with DB_POOL_PING_IDLE_SECONDS=0; otherwise `_ping_when_idle` below.
+        "pool_pre_ping": settings.db_pool_pre_ping and not settings.db_pool_ping_idle_seconds,
+        "connect_args": {
+            "server_settings": server_settings,
+            # A new connection that cannot be opened in time fails like an exhausted pool
+            # would, instead of asyncpg's 60 s default (a vanished host answers nothing).
+            "timeout": settings.db_pool_timeout,
+            "prepared_statement_cache_size": 100,
+            **_ssl(settings),
+            **(pgbouncer_connect_args() if settings.db_pgbouncer else {}),
+        },
     }
 
 
@@ -71,13 +72,50 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
+def _ssl(settings: Settings) -> dict[str, Any]:
+    """`DB_SSLMODE`, unless DATABASE_URL names a mode itself. Explicit because asyncpg's
+    default ("prefer") tries TLS first on every new connection, building an SSL context."""
+    if {"sslmode", "ssl"} & set(make_url(settings.database_url).query):
+        return {}
+    return {"ssl": settings.db_sslmode.value}
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_url, echo=settings.db_echo, **engine_options(settings)
     )
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds:
+        _ping_when_idle(engine, settings.db_pool_ping_idle_seconds)
     return engine
+
+
+CHECKED_IN_AT = "checked_in_at"
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection on checkout only when it sat in the pool longer than `idle_seconds`.
+
+    A connection used a moment ago is alive; one that idled may have been cut (a database
+    restart, a firewall's idle timeout). A failed ping raises `DisconnectionError`, on which
+    the pool discards the connection and checks out another (SQLAlchemy's documented
+    pessimistic-disconnect recipe); a busy pool pays nothing per request.
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get(CHECKED_IN_AT)
+        if checked_in is None or time.monotonic() - checked_in <= idle_seconds:
+            return  # new, or used a moment ago
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise exc.DisconnectionError("the pooled connection is gone") from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -93,6 +131,33 @@ def create_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
+class ReadOnlyRequestError(RuntimeError):
+    """A request that may only read (GET, HEAD, OPTIONS) tried to write: a bug, not a 4xx."""
+
+
+class ReadOnlySession(Session):
+    """The sync session behind a read-only request's `AsyncSession`: it refuses to flush."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(_session: Any, _context: Any, _instances: Any) -> None:
+    raise ReadOnlyRequestError("a read-only request (GET, HEAD, OPTIONS) tried to write")
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read, on the same pool: autocommit, so PostgreSQL sees
+    each statement alone, with no BEGIN and COMMIT round trips around it (a page and its count
+    may then read two snapshots a moment apart). They refuse to flush: a read that writes is
+    a bug, and would otherwise commit statement by statement."""
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(
+        bind=autocommit,
+        expire_on_commit=False,
+        autoflush=False,
+        sync_session_class=ReadOnlySession,
+    )
+
+
 def create_replica_engine(settings: Settings) -> AsyncEngine | None:
     """The engine for DATABASE_REPLICA_URL, or None. When the replica refuses a connection, the
     pool opens that connection on the primary instead (reads stay answered, and fresh), and
@@ -102,6 +167,8 @@ def create_replica_engine(settings: Settings) -> AsyncEngine | None:
     engine = create_async_engine(
         settings.database_replica_url, echo=settings.db_echo, **engine_options(settings)
     )
+    if settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds:
+        _ping_when_idle(engine, settings.db_pool_ping_idle_seconds)
     primary_cargs, primary_cparams = engine.dialect.create_connect_args(
         make_url(settings.database_url)
     )
@@ -125,7 +192,7 @@ def create_replica_engine(settings: Settings) -> AsyncEngine | None:
     def _retry_replica(_dbapi: Any, record: Any, _proxy: Any) -> None:
         until = record.info.get("fallback_until")
         if until is not None and time.monotonic() >= until:
-            raise DisconnectionError("retry the replica")  # the pool reconnects at once
+            raise exc.DisconnectionError("retry the replica")  # the pool reconnects at once
 
     return engine
 
@@ -134,20 +201,35 @@ def create_replica_engine(settings: Settings) -> AsyncEngine | None:
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    # A streaming replica's sessions for read-only requests (common/replica.py picks).
+    # PostgreSQL only; None on SQLite, where every request uses `sessionmaker`.
+    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    _default_sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
+    # A streaming replica's read-only sessions (common/replica.py decides when to use them).
     replica_engine: AsyncEngine | None = None
     replica_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        reader = None if settings.is_sqlite else create_read_sessionmaker(engine)
         replica = create_replica_engine(settings)
         return cls(
-            engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            engine,
+            sessionmaker,
+            reader,
+            sessionmaker,
             replica_engine=replica,
-            replica_sessionmaker=create_sessionmaker(replica) if replica else None,
+            replica_sessionmaker=create_read_sessionmaker(replica) if replica else None,
         )
+
+    def session(self, read_only: bool) -> AsyncSession:
+        """A request's session. Read-only requests get an autocommit one while `sessionmaker`
+        is still the app's own (a test that binds it to its own transaction gets its own)."""
+        own = self.sessionmaker is self._default_sessionmaker
+        if read_only and own and self.read_sessionmaker is not None:
+            return self.read_sessionmaker()
+        return self.sessionmaker()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

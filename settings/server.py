@@ -47,6 +47,7 @@ from common.error_tracker import init_error_tracking, instrument_event_loop
 from common.idempotency_store import create_idempotency_store
 from common.metrics import git_revision, install_database_metrics, record_build_info
 from common.problems import install_problem_handlers
+from common.security import TokenVerifier
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.compression import CompressionMiddleware
 from middleware.logging_middleware import RequestLoggingMiddleware
@@ -63,7 +64,9 @@ from settings.redis import create_redis
 log = structlog.get_logger("etter")
 
 
-def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[Middleware]:
+def middleware_stack(
+    settings: Settings, rate_limits: RateLimitBackend, tokens: TokenVerifier | None = None
+) -> list[Middleware]:
     """The documented order above, outermost first."""
     stack = [Middleware(SecurityHeadersMiddleware, page_paths=("/docs",))]
     if settings.metrics_enabled:
@@ -78,6 +81,7 @@ def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[
                 login_path=f"{API_PREFIX}/auth/token",
                 exempt_prefixes=("/health/", "/metrics"),
                 trusted_proxies=settings.trusted_proxies,
+                tokens=tokens,
             )
         )
     stack.append(
@@ -99,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # --- observability: Sentry before the app exists (its integrations patch Starlette) ----
     revision = git_revision(settings.git_sha)
     init_error_tracking(settings, release=f"etter-api@{APP_VERSION}+{revision}")
+    # One cache of verified tokens for the rate limiter and the auth dependency.
+    tokens = TokenVerifier(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -147,11 +153,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
-        middleware=middleware_stack(settings, rate_limits),
+        middleware=middleware_stack(settings, rate_limits, tokens),
     )
     app.state.settings = settings
     app.state.rate_limits = rate_limits
     app.state.readiness_log = ReadinessLog()
+    app.state.tokens = tokens
     install_problem_handlers(app)
     install_idempotency(app)
     for module in (
