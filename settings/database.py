@@ -212,7 +212,10 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
-        reader = None if settings.is_sqlite else create_read_sessionmaker(engine)
+        # PgBouncer (transaction mode) may move each autocommit statement to another server
+        # connection, between asyncpg's prepare and execute: reads keep their transaction there.
+        autocommit_reads = not settings.is_sqlite and not settings.db_pgbouncer
+        reader = create_read_sessionmaker(engine) if autocommit_reads else None
         replica = create_replica_engine(settings)
         return cls(
             engine,
@@ -220,7 +223,11 @@ class Database:
             reader,
             sessionmaker,
             replica_engine=replica,
-            replica_sessionmaker=create_read_sessionmaker(replica) if replica else None,
+            replica_sessionmaker=(
+                (create_read_sessionmaker if autocommit_reads else create_sessionmaker)(replica)
+                if replica
+                else None
+            ),
         )
 
     def session(self, read_only: bool) -> AsyncSession:
