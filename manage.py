@@ -248,7 +248,8 @@ def create_user(
         raise _fail("Invalid --country: use an ISO 3166 alpha-2 code such as US", 2) from error
 
     async def work(session: AsyncSession) -> str:
-        company = await get_or_create_company(session, company_name, country)
+        domain = data.email.rpartition("@")[2]
+        company = await get_or_create_company(session, company_name, country, domain)
         # The tool acts as the platform operator of that company.
         operator = Principal(user_id=0, company_id=company.id, role=Role.ADMIN, email="cli")
         user = await UserService(session, operator).create(data)

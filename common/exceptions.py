@@ -91,6 +91,12 @@ class PayloadTooLargeError(EtterError):
     title = "Payload too large"
 
 
+class UriTooLongError(EtterError):
+    status = 414
+    slug = "uri-too-long"
+    title = "URI too long"
+
+
 class UnsupportedMediaTypeError(EtterError):
     status = 415
     slug = "unsupported-media-type"
@@ -166,6 +172,7 @@ _ERROR_CLASSES: tuple[type[EtterError], ...] = (
     NotFoundError,
     ConflictError,
     PayloadTooLargeError,
+    UriTooLongError,
     UnsupportedMediaTypeError,
     PreconditionFailedError,
     PreconditionRequiredError,

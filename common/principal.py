@@ -13,6 +13,8 @@ class Principal:
     company_id: int
     role: Role
     email: str
+    # What the caller's tokens must carry to be accepted (users.credentials_version).
+    credentials_version: int = 0
 
     @property
     def is_admin(self) -> bool:

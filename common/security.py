@@ -72,10 +72,15 @@ class TokenClaims:
     user_id: int
     jti: str
     issued_at: datetime
+    # The user's credentials version when the token was issued (claim `cv`; 0 when absent):
+    # the token is refused once the user's version has moved on (services/auth.py).
+    credentials_version: int = 0
     expires_at: float = 0.0  # the `exp` claim, seconds since the epoch
 
 
-def create_access_token(settings: Settings, user_id: int) -> IssuedToken:
+def create_access_token(
+    settings: Settings, user_id: int, credentials_version: int = 0
+) -> IssuedToken:
     now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_expire_minutes)
     claims = {
@@ -85,6 +90,7 @@ def create_access_token(settings: Settings, user_id: int) -> IssuedToken:
         "jti": uuid.uuid4().hex,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
+        "cv": credentials_version,
     }
     token = jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=JWT_ALGORITHM)
     return IssuedToken(token=token, expires_in=int(lifetime.total_seconds()))
@@ -103,12 +109,14 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
             leeway=LEEWAY_SECONDS,
         )
         user_id = int(claims["sub"])
-        if not 1 <= user_id <= MAX_USER_ID:
+        version = claims.get("cv", 0)
+        if not 1 <= user_id <= MAX_USER_ID or type(version) is not int or version < 0:
             return None
         return TokenClaims(
             user_id=user_id,
             jti=str(claims["jti"]),
             issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
+            credentials_version=version,
             expires_at=float(claims["exp"]),
         )
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):

@@ -16,7 +16,6 @@ renderer, stream) lives in the sink that the cached chain consults, not in the c
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from common.apm import add_trace_context
+from common.redaction import REDACTED, scrub_text
 
 # Keys whose values never reach a log, whoever logs them (compared case-insensitively, at any
 # depth: a `headers={"Authorization": ...}` dict is scrubbed too).
@@ -54,11 +54,6 @@ SECRET_KEYS = frozenset(
         "dsn",
     }
 )
-REDACTED = "[redacted]"
-# Credentials that can hide inside free text (an exception message, a foreign library's log
-# line): bearer tokens and anything shaped like a JWT.
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _MAX_DEPTH = 4
 
 SLOW_QUERY_LOGGER = "etter.db"
@@ -68,7 +63,7 @@ _STATEMENT_LOG_LENGTH = 2000
 def _scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         if "eyJ" in value or "earer" in value:
-            value = _JWT.sub(REDACTED, _BEARER.sub(rf"\1 {REDACTED}", value))
+            value = scrub_text(value)  # linear, bounded (common/redaction.py)
         return value
     if depth >= _MAX_DEPTH:
         return value

@@ -64,6 +64,18 @@ CountryCode = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$"),
 ]
+# A domain name as an email address ends (stored lower-case): labels of letters, digits and inner
+# hyphens, at least two of them, the last starting with a letter.
+EmailDomain = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=253,
+        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+        r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+    ),
+    AfterValidator(str.lower),
+]
 # Passwords: at least 8 characters, at least 64 allowed, no composition rules (NIST 800-63B).
 Password = Annotated[
     str, StringConstraints(min_length=8, max_length=128), AfterValidator(refuse_nul)

@@ -67,6 +67,15 @@ def resolve_client_ip(scope: Scope, trusted_proxies: Sequence[Network] = ()) -> 
     return candidate
 
 
+def rate_limit_bucket(client_ip: str) -> str:
+    """The rate-limit subject of a client address: an IPv4 address alone, an IPv6 address by
+    its /64 (one subscriber's whole allocation: it can pick any of 2^64 addresses in it)."""
+    address = parse_address(client_ip)
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, 64), strict=False))
+    return client_ip
+
+
 def client_ip_of(scope: Scope, trusted_proxies: Sequence[Network] = ()) -> str:
     """The address the request middleware resolved, or resolve it now (middleware used alone)."""
     known = scope.get("state", {}).get(CLIENT_IP_STATE_KEY)

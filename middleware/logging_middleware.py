@@ -34,6 +34,8 @@ VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{8,128}$")
 CLIENT_CLOSED_REQUEST = 499
 
 ACCESS_LOGGER = "etter.access"
+# What the access log keeps of a path (the route template names the endpoint anyway).
+MAX_LOGGED_PATH = 512
 error_log = structlog.get_logger("etter.errors")
 
 
@@ -56,6 +58,12 @@ def route_template(scope: Scope) -> str | None:
     if template:
         return template
     return getattr(scope.get("route"), "path", None)
+
+
+def logged_path(path: str) -> str:
+    if len(path) <= MAX_LOGGED_PATH:
+        return path
+    return f"{path[:MAX_LOGGED_PATH]}...[{len(path) - MAX_LOGGED_PATH} characters cut]"
 
 
 class RequestLoggingMiddleware:
@@ -87,7 +95,7 @@ class RequestLoggingMiddleware:
             await send(message)
 
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, client_ip=client_ip)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as error:
@@ -116,7 +124,7 @@ class RequestLoggingMiddleware:
             {
                 "method": scope["method"],
                 "route": route_template(scope),
-                "path": scope["path"],
+                "path": logged_path(scope["path"]),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started_at) * 1000, 2),
                 "response_bytes": sent_bytes,

@@ -29,7 +29,7 @@ from common.exceptions import PayloadTooLargeError, RateLimitedError
 from common.metrics import RATE_LIMITED
 from common.problems import error_response
 from common.security import TokenVerifier
-from middleware.client_ip import Network, client_ip_of
+from middleware.client_ip import Network, client_ip_of, rate_limit_bucket
 from middleware.rate_limit_backend import Policies, Policy, RateLimitBackend, Verdict
 from settings.config import Settings
 
@@ -118,7 +118,8 @@ class RateLimitMiddleware:
         method = scope["method"]
         checks: list[tuple[Policy, str]]
         if method == "POST" and scope["path"] == self.login_path:
-            checks = [(self.policies.login, "ip:" + client_ip_of(scope, self.trusted_proxies))]
+            client = "ip:" + rate_limit_bucket(client_ip_of(scope, self.trusted_proxies))
+            checks = [(self.policies.login, client)]
             messages, too_large = await self._read_body(receive)
             receive = _replay(messages, receive)
             if too_large:
@@ -132,7 +133,7 @@ class RateLimitMiddleware:
             authorization = _header(scope, b"authorization")
             user_id = self.token_users.user_for_header(authorization) if authorization else None
             if user_id is None:
-                client = "ip:" + client_ip_of(scope, self.trusted_proxies)
+                client = "ip:" + rate_limit_bucket(client_ip_of(scope, self.trusted_proxies))
                 checks = [(self.policies.anonymous, client)]
             elif method in READ_METHODS:
                 checks = [(self.policies.read, f"user:{user_id}")]

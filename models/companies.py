@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, true
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, JSONType
 
 
 class Company(Base):
@@ -21,3 +21,8 @@ class Company(Base):
     country: Mapped[str] = mapped_column(String(2))
     employee_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Lower-case domain names, set by the platform admin: a CHRO creates users only with
+    # addresses in these (services/users.py).
+    email_domains: Mapped[list[str]] = mapped_column(
+        JSONType, default=list, server_default=text("'[]'")
+    )

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, column, func, true
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    column,
+    func,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.enums import Role, sql_in
@@ -41,5 +51,8 @@ class User(Base):
     hashed_password: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     last_login_at: Mapped[datetime | None]
+    # Bumped by a password change, a deactivation and "log out everywhere": every access token
+    # carries the version it was issued under (claim `cv`) and is refused once it differs.
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     company: Mapped[Company] = relationship(lazy="raise")

@@ -114,6 +114,13 @@ DEMO_COMPANIES = {
     "Acme Corp": ("Manufacturing", "US", 1200),
     "Globex": ("Logistics", "DE", 800),
 }
+# The domains each demo company's CHRO may create addresses in (companies.email_domains);
+# the generated staff use `<slug>.example`.
+DEMO_DOMAINS = {
+    "Etter Platform": ["etter.example"],
+    "Acme Corp": ["acme.example", "acme-corp.example"],
+    "Globex": ["globex.example"],
+}
 SCALE_SIZES = {Scale.DEMO: (0, 12), Scale.SMALL: (8, 60)}  # extra companies, users per company
 
 
@@ -536,6 +543,8 @@ async def _company(
         await session.execute(select(Company).where(Company.name == name))
     ).scalar_one_or_none()
     if found is not None:
+        if not found.email_domains and values.get("email_domains"):
+            found.email_domains = values["email_domains"]  # seeded before companies had them
         return found
     company = Company(name=name, slug=slugify(name), **values)
     session.add(company)
@@ -570,7 +579,15 @@ async def seed(
     report = SeedReport()
     demo_hash = await hash_password(DEMO_PASSWORD)
     companies = {
-        name: await _company(session, name, report, industry=i, country=c, employee_count=n)
+        name: await _company(
+            session,
+            name,
+            report,
+            industry=i,
+            country=c,
+            employee_count=n,
+            email_domains=DEMO_DOMAINS[name],
+        )
         for name, (i, c, n) in DEMO_COMPANIES.items()
     }
     extra_companies, users_per_company = SCALE_SIZES[scale]
@@ -583,6 +600,7 @@ async def seed(
             industry=rng.choice(INDUSTRIES),
             country=rng.choice(COUNTRIES),
             employee_count=rng.randint(50, 5000),
+            email_domains=[f"{slugify(name)}.example"],
         )
     candidates = [
         User(

@@ -97,6 +97,14 @@ def user_changed(cache: RequestCache | None, company_id: int, user_id: int) -> N
     )
 
 
+def company_access_changed(
+    cache: RequestCache | None, company_id: int, user_ids: list[int]
+) -> None:
+    """A company was deactivated or reactivated: the principal of each of its users (they are
+    cached per user, so each is named). Rare, admin-only: one tag per user is affordable."""
+    _queue(cache, Tags.company_users(company_id), *(Tags.user(user_id) for user_id in user_ids))
+
+
 def workflow_changed(cache: RequestCache | None, company_id: int, workflow_id: int) -> None:
     """A workflow was created, updated or archived: its metadata, the company's workflow list
     and dashboard (top workflows), and its stats (they are shown for its current status)."""

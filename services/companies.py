@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.exceptions import PermissionDeniedError
 from common.pagination import PageResult, PaginationParams, paginate
-from models import Company
+from models import Company, User
 from schemas.base import Page
 from schemas.companies import Company as CompanyRead
 from schemas.companies import CompanyCreate, CompanyUpdate
@@ -17,6 +19,8 @@ from services import cache_invalidation
 from services.base_service import BaseService, like_contains
 from services.cache_invalidation import Tags
 from services.cache_service import SHARED_SCOPE, CacheName, cached
+
+security_log = structlog.get_logger("etter.security")
 
 
 def slugify(name: str) -> str:
@@ -95,12 +99,28 @@ class CompanyService(BaseService[Company]):
         return company
 
     async def update(self, company_id: int, data: CompanyUpdate) -> Company:
+        """An admin's change; flipping `is_active` locks the company's users out (or lets them
+        back in) with their next request: their cached principals are dropped."""
         self.require_admin()
         company = await self.get(company_id)
-        for field, value in data.changes().items():
+        changes = data.changes()
+        access_changed = "is_active" in changes and changes["is_active"] != company.is_active
+        if access_changed and company.id == self.principal.company_id:
+            raise PermissionDeniedError("You cannot deactivate your own company.")
+        for field, value in changes.items():
             setattr(company, field, value)
         await self.flush("Another company already has that name.")
         cache_invalidation.company_changed(self.cache, company.id)
+        if access_changed:
+            user_ids = (
+                await self.session.execute(select(User.id).where(User.company_id == company.id))
+            ).scalars()
+            cache_invalidation.company_access_changed(self.cache, company.id, list(user_ids))
+            security_log.warning(
+                "company_activated" if company.is_active else "company_deactivated",
+                target_company_id=company.id,
+                by_user_id=self.principal.user_id,
+            )
         return company
 
 
@@ -118,14 +138,22 @@ async def free_slug(session: AsyncSession, name: str) -> str:
     return slug
 
 
-async def get_or_create_company(session: AsyncSession, name: str, country: str = "US") -> Company:
-    """For the command-line tools: the company called `name`, created when missing."""
+async def get_or_create_company(
+    session: AsyncSession, name: str, country: str = "US", email_domain: str | None = None
+) -> Company:
+    """For the command-line tools: the company called `name`, created when missing. A new
+    company's `email_domains` is `email_domain` (the first user's), so its CHRO can add staff."""
     found = (
         await session.execute(select(Company).where(Company.name == name))
     ).scalar_one_or_none()
     if found is not None:
         return found
-    company = Company(name=name, slug=await free_slug(session, name), country=country)
+    company = Company(
+        name=name,
+        slug=await free_slug(session, name),
+        country=country,
+        email_domains=[email_domain] if email_domain else [],
+    )
     session.add(company)
     await session.flush()
     return company

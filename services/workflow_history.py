@@ -85,6 +85,11 @@ def resolve_run_times(data: WorkflowRunCreate, now: datetime) -> RunTimes:
             started = now - span
         else:
             started = now
+    if started < EARLIEST:  # derived from an end near the epoch and a long duration
+        errors.append(
+            FieldError("body.started_at", "completed_at - duration_seconds is before 1970-01-01")
+        )
+        _raise_if(errors)
     if completed is None and span is not None:
         completed = started + span
         if completed > now + CLOCK_SKEW:

@@ -153,6 +153,17 @@ class Settings(BaseSettings):
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
+    # --- security (middleware/body_limit.py, SECURITY.md) -------------------------------------
+    # A request body larger than this is refused (413) before it is parsed or the caller is
+    # authenticated; the document upload has its own bound, MAX_UPLOAD_BYTES.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # A request target (path and query) longer than this is refused with 414.
+    max_url_bytes: int = Field(8192, ge=256, le=1024 * 1024)
+    # /docs and /openapi.json: None serves them outside production only.
+    docs_enabled: bool | None = None
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: SecretStr | None = None
+
     # --- observability (common/metrics.py, common/error_tracker.py, common/apm.py) ----------
     # Off: no HTTP/database metrics layer and no GET /metrics.
     metrics_enabled: bool = True
@@ -224,6 +235,11 @@ class Settings(BaseSettings):
             raise ValueError("one rate limit per policy, like '600/minute'")
         return value
 
+    @field_validator("docs_enabled", "metrics_token", mode="before")
+    @classmethod
+    def _empty_security_setting_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
@@ -254,6 +270,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return self.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+
+    @property
+    def serves_docs(self) -> bool:
+        return not self.is_production if self.docs_enabled is None else self.docs_enabled
 
     @cached_property
     def json_logs(self) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
-from settings.config import Settings
+from settings.config import Environment, Settings
 
 log = structlog.get_logger("etter.database")
 
@@ -82,7 +82,12 @@ def _ssl(settings: Settings) -> dict[str, Any]:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
-        settings.database_url, echo=settings.db_echo, **engine_options(settings)
+        settings.database_url,
+        echo=settings.db_echo,
+        # Outside development a database error's message never carries the statement's
+        # parameters (passwords hashes, personal data) into logs or error reports.
+        hide_parameters=settings.environment is not Environment.DEVELOPMENT,
+        **engine_options(settings),
     )
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -13,6 +13,8 @@ adds its own ServerErrorMiddleware outside and ExceptionMiddleware inside these)
 3. RequestLoggingMiddleware: request id (kept or made, echoed), client address, log context,
    one access-log event per request, and the generic 500 problem for errors that escaped the
    handlers. Above everything else, so every response, a 429 included, is logged with its id.
+3b. BodyLimitMiddleware: a request target over MAX_URL_BYTES is a 414, a body over
+   MAX_BODY_BYTES (the upload: MAX_UPLOAD_BYTES) a 413, before anything parses or authenticates.
 4. RateLimitMiddleware: refuses over-limit requests before any other work is done (routing,
    auth, database) and adds the RateLimit headers; /health/* and /metrics pass unlimited.
 5. CompressionMiddleware: gzip, innermost, so that the logged response size is what went out.
@@ -41,6 +43,7 @@ from api import (
 )
 from api.deps import API_PREFIX
 from api.idempotency import install_idempotency
+from api.openapi import install_problem_openapi
 from common import apm
 from common.error_tracker import flush as flush_error_tracker
 from common.error_tracker import init_error_tracking, instrument_event_loop
@@ -49,6 +52,7 @@ from common.metrics import git_revision, install_database_metrics, record_build_
 from common.problems import install_problem_handlers
 from common.security import TokenVerifier
 from common.structured_logger import configure_logging, install_slow_query_log
+from middleware.body_limit import BodyLimitMiddleware
 from middleware.compression import CompressionMiddleware
 from middleware.logging_middleware import RequestLoggingMiddleware
 from middleware.metrics import MetricsMiddleware
@@ -68,10 +72,23 @@ def middleware_stack(
     settings: Settings, rate_limits: RateLimitBackend, tokens: TokenVerifier | None = None
 ) -> list[Middleware]:
     """The documented order above, outermost first."""
-    stack = [Middleware(SecurityHeadersMiddleware, page_paths=("/docs",))]
+    stack = [
+        Middleware(SecurityHeadersMiddleware, page_paths=("/docs",), hsts=settings.is_production)
+    ]
     if settings.metrics_enabled:
         stack.append(Middleware(MetricsMiddleware))
     stack.append(Middleware(RequestLoggingMiddleware, trusted_proxies=settings.trusted_proxies))
+    stack.append(
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            max_url_bytes=settings.max_url_bytes,
+            route_bounds={
+                ("POST", f"{API_PREFIX}/documents"): settings.max_upload_bytes
+                + documents.MULTIPART_ALLOWANCE
+            },
+        )
+    )
     if settings.rate_limit_enabled:
         stack.append(
             Middleware(
@@ -131,6 +148,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=app.state.redis is not None,
             cache=app.state.cache.backend.name if app.state.cache else "off",
         )
+        if settings.uses_development_secret:
+            log.warning(
+                "development_secret_key_in_use",
+                detail="SECRET_KEY is the public development value: anyone can forge access "
+                "tokens for this server. Set SECRET_KEY before exposing it to anyone.",
+            )
         try:
             yield
         finally:
@@ -151,7 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Workforce and AI-transformation planning: companies, users, workflows, "
         "documents, simulations and the CHRO dashboard.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url="/docs" if settings.serves_docs else None,
+        openapi_url="/openapi.json" if settings.serves_docs else None,
         redoc_url=None,
         middleware=middleware_stack(settings, rate_limits, tokens),
     )
@@ -160,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness_log = ReadinessLog()
     app.state.tokens = tokens
     install_problem_handlers(app)
+    install_problem_openapi(app)
     install_idempotency(app)
     for module in (
         auth,

@@ -376,6 +376,16 @@ def _invalid_runs(now: datetime) -> list[tuple[str, dict[str, Any], str]]:
             {"status": "started", "started_at": "1969-12-31T23:59:59+00:00"},
             "started_at",
         ),
+        # Issue 10, defect 7: a started_at derived before 1970 was stored.
+        (
+            "derived start before 1970",
+            {
+                "status": "completed",
+                "completed_at": "1970-01-01T00:00:10+00:00",
+                "duration_seconds": 3600,
+            },
+            "started_at",
+        ),
         (
             "year 1 with an offset",
             {

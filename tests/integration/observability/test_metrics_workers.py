@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from settings.config import Settings
 from tests import servers
 from tests.conftest import ROOT, TEST_SECRET
 from tests.fixtures.observability import parse_samples, value
@@ -118,8 +119,9 @@ def test_counts_add_up_across_two_worker_processes(two_workers):
         )
         assert value(samples, "etter_dependency_up", dependency="database") == 1
         assert value(samples, "etter_dependency_up", dependency="redis") == 1
-        # Both pools, 10 connections each by default.
-        assert value(samples, "etter_db_pool_size") == 20
+        # Both pools, each of the default size.
+        default_pool_size = Settings.model_fields["db_pool_size"].default
+        assert value(samples, "etter_db_pool_size") == 2 * default_pool_size
         # process metrics of both live workers, one series each.
         pids = {
             dict(labels)["pid"]
