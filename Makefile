@@ -11,7 +11,7 @@ TEST_WORKERS ?= 2
 
 # (helpers' targets have their own .PHONY lines beside them)
 .PHONY: test-observability bench-metrics
-.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache bench-deps bench-http bandit audit
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache bench-deps bench-http bandit audit test-faults
 
 help:
 	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
@@ -95,6 +95,13 @@ bench-middleware: install test-deps
 # the hit rate of a mixed run; written to tests/performance_report.md. About two minutes.
 bench-cache: install test-deps
 	$(BIN)/python -m tests.performance.bench_cache $(BENCH_CACHE_ARGS)
+
+# --- reliability (tests/faults) ----------------------------------------------------------------
+# Faults on real processes in production settings, under steady traffic: Redis killed, PostgreSQL
+# restarted or its connections terminated, SIGTERM to a gunicorn worker, the pool exhausted, a
+# streaming replica, PgBouncer. Each test starts its own servers; a few minutes in all.
+test-faults: install test-deps
+	$(BIN)/pytest tests/faults -p no:xdist -p no:cacheprovider -q $(PYTEST_ARGS)
 
 # --- security (issue 10, SECURITY.md) ------------------------------------------------------
 # bandit: no medium or high finding in the application code (each exception is justified inline

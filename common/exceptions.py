@@ -157,6 +157,13 @@ class ServiceUnavailableError(EtterError):
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
 
 
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """503: the database cannot be reached (down, restarting, or the connection was cut)."""
+
+    slug = "database-unavailable"
+    title = "Database unavailable"
+
+
 # Distinct statuses only: 422 maps to ValidationFailedError, not to a subclass added later.
 _ERROR_CLASSES: tuple[type[EtterError], ...] = (
     BadRequestError,

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from common.error_tracker import report_exception
 from common.exceptions import (
     ConflictError,
+    DatabaseUnavailableError,
     EtterError,
     FieldError,
     ServiceUnavailableError,
@@ -157,19 +158,51 @@ async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# The driver's errors that mean "no usable connection to the database": the server is down or
+# restarting, or the connection was cut (restart, failover, pg_terminate_backend). Matched by
+# class name along the MRO, so SQLite needs no asyncpg import. A client retrying soon succeeds.
+_CONNECTION_LOST = frozenset(
+    {
+        "ConnectionError",  # OSError: refused, reset, aborted, broken pipe
+        "PostgresConnectionError",  # SQLSTATE class 08
+        "ConnectionDoesNotExistError",  # asyncpg: the connection was closed under the query
+        "CannotConnectNowError",  # 57P03: the database system is starting up / shutting down
+        "AdminShutdownError",  # 57P01: terminated by the administrator (or a fast shutdown)
+        "CrashShutdownError",  # 57P02
+    }
+)
+# The server is up but cannot take the query now: try again shortly.
+_BUSY = frozenset({"QueryCanceledError", "TooManyConnectionsError"})
+
+DATABASE_RETRY_AFTER = 2
+
+
+def _class_names(error: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(error).__mro__}
+
+
+def _database_unavailable(scope: dict[str, Any], cause: str) -> JSONResponse:
+    log.warning("database_unavailable", cause=cause)
+    return error_response(
+        scope,
+        DatabaseUnavailableError(
+            "The database cannot be reached right now; try again shortly.",
+            retry_after=DATABASE_RETRY_AFTER,
+        ),
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     # SQLAlchemy's asyncpg adapter re-raises asyncpg's errors as generic DBAPI classes (a
     # cancelled query arrives as `...asyncpg.Error`); the driver's own class is their cause.
     driver_error = getattr(exc.orig, "__cause__", None) or exc.orig or exc
     cause = type(driver_error).__name__
-    if exc.connection_invalidated or cause in {
-        "QueryCanceledError",
-        "ConnectionDoesNotExistError",
-        "CannotConnectNowError",
-        "TooManyConnectionsError",
-    }:
-        log.warning("database_unavailable", cause=cause)
+    names = _class_names(driver_error)
+    if exc.connection_invalidated or names & _CONNECTION_LOST:
+        return _database_unavailable(request.scope, cause)
+    if names & _BUSY:
+        log.warning("database_busy", cause=cause)
         return error_response(
             request.scope,
             ServiceUnavailableError("The database did not answer in time; try again shortly."),
@@ -177,6 +210,23 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("database_error", cause=cause, exc_info=exc)
     report_exception(exc, request.scope)
     return internal_error_response(request.scope)
+
+
+async def _connection_error(request: Request, exc: Exception) -> JSONResponse:
+    """A socket error outside SQLAlchemy's wrapping: asyncpg raises OSError itself while a new
+    pooled connection is being opened (refused while PostgreSQL is down, reset mid-handshake).
+    Redis errors are redis-py's own classes and fail open where they occur, so a bare
+    `ConnectionError` reaching here comes from the database driver."""
+    return _database_unavailable(request.scope, type(exc).__name__)
+
+
+async def _timeout_error(request: Request, exc: Exception) -> JSONResponse:
+    """A connect that did not finish in time (asyncpg's `timeout`, set to DB_POOL_TIMEOUT)."""
+    log.warning("dependency_timeout", cause=type(exc).__name__)
+    return error_response(
+        request.scope,
+        ServiceUnavailableError("A backing service did not answer in time; try again shortly."),
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -187,3 +237,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StaleDataError, _stale_data)
     app.add_exception_handler(PoolTimeoutError, _pool_timeout)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _connection_error)
+    app.add_exception_handler(TimeoutError, _timeout_error)

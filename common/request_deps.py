@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.pagination import PaginationParams, pagination_params
+from common.replica import replica_session
 from common.transactions import SESSION_STATE_KEY, request_session
 from settings.config import Settings
 
@@ -24,7 +25,9 @@ async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened on first use; `TransactionalRoute` commits and closes it."""
     session = request_session(request)
     if session is None:
-        session = request.app.state.database.session(request.method in READ_ONLY_METHODS)
+        session = await replica_session(request) or request.app.state.database.session(
+            request.method in READ_ONLY_METHODS
+        )
         request.scope.setdefault("state", {})[SESSION_STATE_KEY] = session
     return session
 

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     db_echo: bool = False
     db_pgbouncer: bool = False  # set when DATABASE_URL points at PgBouncer (transaction mode)
 
+    # --- read replica (settings/database.py, common/replica.py) -----------------------------
+    # A streaming replica for GET/HEAD; unset: every request uses DATABASE_URL.
+    database_replica_url: str | None = None
+    # After a caller's write, its reads stay on the primary this long (read-your-writes).
+    replica_sticky_seconds: float = Field(5.0, ge=0, le=3600)
+    # After the replica refused a connection, reads use the primary this long before retrying.
+    replica_retry_seconds: float = Field(10.0, gt=0, le=3600)
+
     # --- redis ----------------------------------------------------------------------------
     redis_url: str | None = None
     redis_connect_timeout: float = Field(0.5, gt=0, le=30)
@@ -185,10 +193,12 @@ class Settings(BaseSettings):
             return self.otel_enabled
         return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_replica_url")
     @classmethod
-    def _async_driver(cls, value: str) -> str:
+    def _async_driver(cls, value: str | None) -> str | None:
         """Accept the plain URLs ops are used to and pick the async driver for them."""
+        if value is None:
+            return None
         for plain, driver in (
             ("postgres://", "postgresql+asyncpg://"),
             ("postgresql://", "postgresql+asyncpg://"),

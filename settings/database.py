@@ -7,9 +7,11 @@ request's route class (`common/transactions.py`) commits once before the respons
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy import event, exc, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from settings.config import Environment, Settings
 
+log = structlog.get_logger("etter.database")
+
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     """Pool and driver options for the configured database."""
@@ -28,8 +32,10 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         # One file, one writer: aiosqlite runs each connection in its own thread anyway.
         return {"connect_args": {"timeout": 30}}
     server_settings = {"application_name": "etter-api"}
-    if settings.db_statement_timeout_ms:
+    if settings.db_statement_timeout_ms and not settings.db_pgbouncer:
         # Cancels runaway queries on the server; the connection stays usable afterwards.
+        # PgBouncer refuses it as a startup parameter: there, set it on the role instead
+        # (ALTER ROLE etter SET statement_timeout = '15s').
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     return {
         "pool_size": settings.db_pool_size,
@@ -41,11 +47,29 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "pool_pre_ping": settings.db_pool_pre_ping and not settings.db_pool_ping_idle_seconds,
         "connect_args": {
             "server_settings": server_settings,
-            # PgBouncer in transaction mode cannot keep prepared statements across transactions.
-            "prepared_statement_cache_size": 0 if settings.db_pgbouncer else 100,
+            # A new connection that cannot be opened in time fails like an exhausted pool
+            # would, instead of asyncpg's 60 s default (a vanished host answers nothing).
+            "timeout": settings.db_pool_timeout,
+            "prepared_statement_cache_size": 100,
             **_ssl(settings),
+            **(pgbouncer_connect_args() if settings.db_pgbouncer else {}),
         },
     }
+
+
+def pgbouncer_connect_args() -> dict[str, Any]:
+    """PgBouncer in transaction mode hands each transaction any server connection, so a
+    statement prepared on one may be missing, or another's, on the next: no statement caches
+    (SQLAlchemy's nor asyncpg's), and a unique name for each statement asyncpg still prepares."""
+    return {
+        "prepared_statement_cache_size": 0,
+        "statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 def _ssl(settings: Settings) -> dict[str, Any]:
@@ -139,6 +163,45 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
     )
 
 
+def create_replica_engine(settings: Settings) -> AsyncEngine | None:
+    """The engine for DATABASE_REPLICA_URL, or None. When the replica refuses a connection, the
+    pool opens that connection on the primary instead (reads stay answered, and fresh), and
+    drops it again after REPLICA_RETRY_SECONDS so the replica is tried anew."""
+    if settings.database_replica_url is None or settings.is_sqlite:
+        return None
+    engine = create_async_engine(
+        settings.database_replica_url, echo=settings.db_echo, **engine_options(settings)
+    )
+    if settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds:
+        _ping_when_idle(engine, settings.db_pool_ping_idle_seconds)
+    primary_cargs, primary_cparams = engine.dialect.create_connect_args(
+        make_url(settings.database_url)
+    )
+    primary_cparams.update(engine_options(settings)["connect_args"])
+    retry_seconds = settings.replica_retry_seconds
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect_or_fall_back(
+        dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        try:
+            connection = dialect.connect(*cargs, **cparams)
+            record.info.pop("fallback_until", None)
+            return connection
+        except (OSError, dialect.loaded_dbapi.Error) as error:
+            log.warning("replica_unavailable", cause=type(error).__name__, fallback="primary")
+            record.info["fallback_until"] = time.monotonic() + retry_seconds
+            return dialect.connect(*primary_cargs, **primary_cparams)
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _retry_replica(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        until = record.info.get("fallback_until")
+        if until is not None and time.monotonic() >= until:
+            raise exc.DisconnectionError("retry the replica")  # the pool reconnects at once
+
+    return engine
+
+
 @dataclass(slots=True)
 class Database:
     engine: AsyncEngine
@@ -146,13 +209,31 @@ class Database:
     # PostgreSQL only; None on SQLite, where every request uses `sessionmaker`.
     read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
     _default_sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
+    # A streaming replica's read-only sessions (common/replica.py decides when to use them).
+    replica_engine: AsyncEngine | None = None
+    replica_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
-        reader = None if settings.is_sqlite else create_read_sessionmaker(engine)
-        return cls(engine, sessionmaker, reader, sessionmaker)
+        # PgBouncer (transaction mode) may move each autocommit statement to another server
+        # connection, between asyncpg's prepare and execute: reads keep their transaction there.
+        autocommit_reads = not settings.is_sqlite and not settings.db_pgbouncer
+        reader = create_read_sessionmaker(engine) if autocommit_reads else None
+        replica = create_replica_engine(settings)
+        return cls(
+            engine,
+            sessionmaker,
+            reader,
+            sessionmaker,
+            replica_engine=replica,
+            replica_sessionmaker=(
+                (create_read_sessionmaker if autocommit_reads else create_sessionmaker)(replica)
+                if replica
+                else None
+            ),
+        )
 
     def session(self, read_only: bool) -> AsyncSession:
         """A request's session. Read-only requests get an autocommit one while `sessionmaker`
@@ -164,3 +245,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.replica_engine is not None:
+            await self.replica_engine.dispose()
