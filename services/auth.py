@@ -153,13 +153,18 @@ class AuthService:
     async def active_user(self, user_id: int) -> tuple[UserRead, int] | None:
         """The caller's record and credentials version; None for an unknown or deactivated
         user, or a user of a deactivated company."""
-        user = await self.session.get(User, user_id)
-        if user is None or not user.is_active:
+        # One statement: the user with its company's flag (a miss must cost what it did).
+        found = (
+            await self.session.execute(
+                select(User, Company.is_active)
+                .join(Company, Company.id == User.company_id)
+                .where(User.id == user_id)
+            )
+        ).one_or_none()
+        if found is None:
             return None
-        company_active = await self.session.scalar(
-            select(Company.is_active).where(Company.id == user.company_id)
-        )
-        if not company_active:
+        user, company_active = found
+        if not user.is_active or not company_active:
             return None
         return UserRead.model_validate(user), user.credentials_version
 

@@ -19,6 +19,7 @@ from tests.fixtures.cache import (
     patient,
     tag_generations,
 )
+from tests.fixtures.factories import PASSWORD
 from tests.fixtures.problems import assert_problem, use_cheap_hashing
 from tests.fixtures.query_counter import count_statements as count_statements_of
 
@@ -184,7 +185,16 @@ async def test_a_deactivated_user_loses_access_at_once_and_regains_it(client, wo
 
     r = await client.patch(f"{USERS}/{world.member.id}", json={"is_active": True}, headers=chro)
     assert r.status_code == 200, r.text
-    await ok(await client.get(url, headers=member))
+    # The deactivation revoked the tokens issued before it: the old one stays refused, a new
+    # login is served at once (its cached refusal is gone).
+    assert_problem(await client.get(url, headers=member), 401)
+    login = await client.post(
+        f"{API}/auth/token", data={"username": world.member.email, "password": PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    await ok(
+        await client.get(url, headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+    )
 
 
 async def test_a_demoted_chro_loses_its_rights_at_once(client, world):
