@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import AuthServiceDep, CurrentUser, UserServiceDep
+from api.deps import AuthServiceDep, CurrentUser, ServiceDep
 from api.routers import resource_router
 from schemas.auth import Token
 from schemas.users import User
+from services.users import UserService
 
 router = resource_router("/auth", "auth")
 
@@ -22,5 +23,5 @@ async def issue_token(
 
 
 @router.get("/me", response_model=User, summary="The caller")
-async def me(principal: CurrentUser, users: UserServiceDep) -> object:
+async def me(principal: CurrentUser, users: ServiceDep[UserService]) -> object:
     return await users.get(principal.user_id)

@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from api.deps import CompanyServiceDep
+from api.deps import IdPath, ServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
 from api.routers import resource_router, set_location
 from common.request_deps import PageParams
 from common.validators import CountryCode, SearchTerm
 from schemas.base import Page
 from schemas.companies import Company, CompanyCreate, CompanyUpdate
+from services.companies import CompanyService
 
 router = resource_router("/companies", "companies")
-CompanyId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.get(
@@ -21,7 +21,7 @@ CompanyId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 )
 async def list_companies(
     request: Request,
-    companies: CompanyServiceDep,
+    companies: ServiceDep[CompanyService],
     page: PageParams,
     q: Annotated[SearchTerm | None, Query(description="part of the name")] = None,
     industry: Annotated[SearchTerm | None, Query()] = None,
@@ -34,14 +34,14 @@ async def list_companies(
 
 @router.get("/{company_id}", response_model=Company, responses=NOT_MODIFIED)
 async def get_company(
-    request: Request, company_id: CompanyId, companies: CompanyServiceDep
+    request: Request, company_id: IdPath, companies: ServiceDep[CompanyService]
 ) -> object:
     return etag_response(request, await companies.detail(company_id))
 
 
 @router.post("", response_model=Company, status_code=status.HTTP_201_CREATED)
 async def create_company(
-    data: CompanyCreate, companies: CompanyServiceDep, request: Request, response: Response
+    data: CompanyCreate, companies: ServiceDep[CompanyService], request: Request, response: Response
 ) -> object:
     company = await companies.create(data)
     set_location(request, response, "get_company", company_id=company.id)
@@ -50,6 +50,6 @@ async def create_company(
 
 @router.patch("/{company_id}", response_model=Company)
 async def update_company(
-    company_id: CompanyId, data: CompanyUpdate, companies: CompanyServiceDep
+    company_id: IdPath, data: CompanyUpdate, companies: ServiceDep[CompanyService]
 ) -> object:
     return await companies.update(company_id, data)

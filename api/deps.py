@@ -1,22 +1,32 @@
-"""Auth dependencies and the service aliases that routes declare."""
+"""What routes declare in their signatures: the caller, the request's cache, the services, and
+the path and query aliases every resource shares.
+
+Every dependency here is `async def`: a sync one would hop to the thread pool on every request.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from common.principal import Principal
 from common.request_deps import SessionDep, SettingsDep
 from common.structured_logger import bind_user
 from common.transactions import after_commit
+from common.validators import MAX_ID
 from services.auth import AuthService
+from services.base_service import BaseService
 from services.cache_service import RequestCache
-from services.companies import CompanyService
-from services.users import UserService
 
 API_PREFIX = "/api/v1"
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+# The admin's filter on the lists (and its choice of dashboard); ignored for everyone else.
+CompanyFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one company")]
 
 # auto_error=False: a missing token is answered by our own 401 problem, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
@@ -25,7 +35,7 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_e
 REQUEST_CACHE_STATE_KEY = "request_cache"
 
 
-def get_request_cache(request: Request) -> RequestCache:
+async def get_request_cache(request: Request) -> RequestCache:
     """The request's view of the app's cache; its queued invalidations run after the commit.
 
     Here rather than in common/request_deps.py: `common/` must not import `services/`.
@@ -43,7 +53,10 @@ def get_request_cache(request: Request) -> RequestCache:
 CacheDep = Annotated[RequestCache, Depends(get_request_cache)]
 
 
-def get_auth_service(session: SessionDep, settings: SettingsDep, cache: CacheDep) -> AuthService:
+async def get_auth_service(
+    session: SessionDep, settings: SettingsDep, cache: CacheDep
+) -> AuthService:
+    """The one service that serves callers not yet authenticated (it authenticates them)."""
     return AuthService(session, settings, cache)
 
 
@@ -64,16 +77,25 @@ async def get_principal(
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
-
-def get_company_service(
-    session: SessionDep, principal: CurrentUser, cache: CacheDep
-) -> CompanyService:
-    return CompanyService(session, principal, cache)
+S = TypeVar("S", bound=BaseService[Any])
 
 
-def get_user_service(session: SessionDep, principal: CurrentUser, cache: CacheDep) -> UserService:
-    return UserService(session, principal, cache)
+@functools.cache
+def service_dependency(service: type[S]) -> Callable[..., Awaitable[S]]:
+    """The dependency that builds `service` for the request's caller (one per class, so that
+    FastAPI's per-request dependency cache shares one instance within a request)."""
+
+    async def build(
+        session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
+    ) -> S:
+        return service.for_request(session, principal, settings, cache)
+
+    build.__name__ = build.__qualname__ = f"get_{service.__name__}"
+    return build
 
 
-CompanyServiceDep = Annotated[CompanyService, Depends(get_company_service)]
-UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+class ServiceDep:
+    """`users: ServiceDep[UserService]` in a route's signature: the service for the caller."""
+
+    def __class_getitem__(cls, service: type[S]) -> Any:
+        return Annotated[service, Depends(service_dependency(service))]

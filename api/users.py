@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from api.deps import UserServiceDep
+from api.deps import CompanyFilter, IdPath, ServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
 from api.routers import resource_router, set_location
 from common.enums import Role
@@ -12,21 +12,19 @@ from common.request_deps import PageParams
 from common.validators import SearchTerm, ShortText
 from schemas.base import Page
 from schemas.users import User, UserCreate, UserSuggestion, UserUpdate
+from services.users import UserService
 
 router = resource_router("/users", "users")
-UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.get("", response_model=Page[User], summary="Users of the caller's company")
 async def list_users(
-    users: UserServiceDep,
+    users: ServiceDep[UserService],
     page: PageParams,
     department: Annotated[ShortText | None, Query()] = None,
     role: Annotated[Role | None, Query()] = None,
     q: Annotated[SearchTerm | None, Query(description="start of the name or email")] = None,
-    company_id: Annotated[
-        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
-    ] = None,
+    company_id: CompanyFilter = None,
 ) -> object:
     return await users.list(page, department=department, role=role, q=q, company_id=company_id)
 
@@ -39,7 +37,7 @@ async def list_users(
 )
 async def autocomplete_users(
     request: Request,
-    users: UserServiceDep,
+    users: ServiceDep[UserService],
     q: Annotated[SearchTerm, Query(min_length=2)],
     limit: Annotated[int, Query(ge=1, le=20)] = 10,
 ) -> object:
@@ -47,13 +45,13 @@ async def autocomplete_users(
 
 
 @router.get("/{user_id}", response_model=User)
-async def get_user(user_id: UserId, users: UserServiceDep) -> object:
+async def get_user(user_id: IdPath, users: ServiceDep[UserService]) -> object:
     return await users.get(user_id)
 
 
 @router.post("", response_model=User, status_code=status.HTTP_201_CREATED)
 async def create_user(
-    data: UserCreate, users: UserServiceDep, request: Request, response: Response
+    data: UserCreate, users: ServiceDep[UserService], request: Request, response: Response
 ) -> object:
     user = await users.create(data)
     set_location(request, response, "get_user", user_id=user.id)
@@ -61,10 +59,10 @@ async def create_user(
 
 
 @router.patch("/{user_id}", response_model=User)
-async def update_user(user_id: UserId, data: UserUpdate, users: UserServiceDep) -> object:
+async def update_user(user_id: IdPath, data: UserUpdate, users: ServiceDep[UserService]) -> object:
     return await users.update(user_id, data)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Deactivate")
-async def deactivate_user(user_id: UserId, users: UserServiceDep) -> None:
+async def deactivate_user(user_id: IdPath, users: ServiceDep[UserService]) -> None:
     await users.deactivate(user_id)

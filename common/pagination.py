@@ -28,7 +28,7 @@ class PaginationParams:
         return (self.page - 1) * self.page_size
 
 
-def pagination_params(
+async def pagination_params(
     page: Annotated[int, Query(ge=1, le=100_000, description="1-based page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")] = 20,
 ) -> PaginationParams:

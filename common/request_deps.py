@@ -13,7 +13,7 @@ from common.transactions import SESSION_STATE_KEY, request_session
 from settings.config import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -26,7 +26,7 @@ async def get_session(request: Request) -> AsyncSession:
     return session
 
 
-def get_redis(request: Request) -> Redis | None:
+async def get_redis(request: Request) -> Redis | None:
     return request.app.state.redis
 
 

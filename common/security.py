@@ -16,13 +16,11 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from common.validators import MAX_ID
 from settings.config import Settings
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
-# User ids are 32-bit identities; a `sub` outside that range names nobody (and PostgreSQL would
-# refuse to compare it with an integer column, which must not become a 500).
-MAX_USER_ID = 2_147_483_647
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -100,7 +98,7 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
             leeway=10,
         )
         user_id = int(claims["sub"])
-        if not 1 <= user_id <= MAX_USER_ID:
+        if not 1 <= user_id <= MAX_ID:  # outside the id range: nobody
             return None
         return TokenClaims(
             user_id=user_id,

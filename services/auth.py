@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.enums import Role
 from common.exceptions import AuthenticationError
 from common.principal import Principal
 from common.security import (
@@ -80,6 +79,4 @@ class AuthService:
         ).one_or_none()
         if row is None or not row.is_active:
             return None
-        return Principal(
-            user_id=row.id, company_id=row.company_id, role=Role(row.role), email=row.email
-        )
+        return Principal(user_id=row.id, company_id=row.company_id, role=row.role, email=row.email)

@@ -136,8 +136,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn settings.server:app` reads the settings when it asks for `app`, not at import.
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)
+# `uvicorn settings.server:app`: the app of the environment's settings. Building it reads the
+# settings and connects to nothing (the lifespan does); tests build their own with create_app().
+app = create_app()
