@@ -32,7 +32,7 @@ from settings.config import Environment, Settings
 from settings.database import create_engine
 from settings.server import create_app
 from tests import servers
-from tests.factories import World, build_world
+from tests.fixtures.factories import World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = os.environ.get("ETTER_TEST_BACKEND", "postgresql")
@@ -222,6 +222,6 @@ def count_statements(app: FastAPI) -> Any:
     """`with count_statements() as counter: ...` counts the SQL statements the app sends
     (tests/query_counter.py); `counter.count` leaves out transaction control."""
     # Imported here, not at the top: tests/query_counter.py imports this module.
-    from tests.query_counter import count_statements as count_app_statements
+    from tests.fixtures.query_counter import count_statements as count_app_statements
 
     return lambda: count_app_statements(app)

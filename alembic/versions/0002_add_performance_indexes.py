@@ -2,7 +2,7 @@
 
 The roadmap's six indexes, and the composite and expression indexes the real hot queries need,
 each named after its columns and justified below by the statement it serves (the query-plan
-test, tests/integration/test_query_plans.py, checks that PostgreSQL picks them).
+test, tests/integration/database/test_query_plans.py, checks that PostgreSQL picks them).
 
 The roadmap's six, and where each one is:
 - users.email: already indexed by the unique constraint uq_users_email (the login lookup); a

@@ -47,7 +47,7 @@ from seeding.bulk import (
 from services.workflow_history import CURSOR_PURPOSE
 from settings.config import Settings
 from tests import servers
-from tests.bulk_queries import biggest_tenant_ids
+from tests.fixtures.bulk_queries import biggest_tenant_ids
 from tests.performance.report import cpu_model, memory_total
 
 ROOT = Path(__file__).resolve().parents[2]
