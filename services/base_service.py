@@ -1,8 +1,8 @@
 """What every domain service shares: the caller, the session, tenant scoping in one place.
 
 This module is the only place in `services/` that writes a tenant predicate
-(`tests/unit/test_tenant_scoping.py` fails on any other): `TENANT_COLUMNS` says which column
-makes a row of each table belong to a company, `of_tenant()` builds the predicate, and
+(`tests/unit/services/test_tenant_scoping.py` fails on any other): `TENANT_COLUMNS` says which
+column makes a row of each table belong to a company, `of_tenant()` builds the predicate, and
 `readable()` / `tenant_filter()` start every query on tenant data already filtered by the
 caller's company, so a service cannot forget the filter; an object of another tenant then
 simply does not exist for the caller (404), never 403 and never its data.

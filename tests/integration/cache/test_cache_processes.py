@@ -112,7 +112,7 @@ async def test_concurrent_misses_across_two_processes_compute_once_per_process(
     ]
     assert len({r.content for r in responses}) == 1
     # A company row is cheap: no cross-process lock, each process computes it once (the
-    # dashboard, which is not, takes the lock: tests/unit/test_cache_service.py).
+    # dashboard, which is not, takes the lock: tests/unit/services/test_cache_service.py).
     assert counter.count == 2, counter
     delta = CacheCounts.of(CacheName.COMPANIES) - before
     assert (delta.misses, delta.hits) == (2, 48)

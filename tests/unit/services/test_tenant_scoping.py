@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SERVICES = Path(__file__).resolve().parents[2] / "services"
+SERVICES = Path(__file__).resolve().parents[3] / "services"
 TENANT_COLUMNS = {"company_id", "tenant_id"}
 SCOPING_POINT = "base_service.py"
 
