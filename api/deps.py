@@ -14,6 +14,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from common.principal import Principal
+from common.rate_limits import LoginFailures
 from common.request_deps import SessionDep, SettingsDep
 from common.structured_logger import bind_user
 from common.transactions import after_commit
@@ -76,6 +77,14 @@ async def get_principal(
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_login_failures(request: Request) -> LoginFailures:
+    """The per-account limit on failed logins, for the token route (`create_app` builds it)."""
+    return request.app.state.login_failures
+
+
+LoginFailuresDep = Annotated[LoginFailures, Depends(get_login_failures)]
 
 S = TypeVar("S", bound=BaseService[Any])
 

@@ -112,9 +112,6 @@ class Settings(BaseSettings):
     rate_limit_anonymous: str = "60/minute"  # no valid token, per client IP
     # After Redis failed, how long the in-process fallback serves before Redis is tried again.
     rate_limit_redis_retry_seconds: float = Field(5.0, gt=0, le=300)
-    # Most hits one process may take from Redis at once for a busy caller (1: every request
-    # asks Redis). Never more than 2% of a policy's quota.
-    rate_limit_lease_max: int = Field(16, ge=1, le=1000)
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 

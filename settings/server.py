@@ -38,10 +38,10 @@ from api import (
 )
 from api.deps import API_PREFIX
 from common.problems import install_problem_handlers
+from common.rate_limits import LoginFailures, Policies, RateLimitBackend
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.compression import CompressionMiddleware
 from middleware.logging_middleware import RequestLoggingMiddleware
-from middleware.rate_limit_backend import RateLimitBackend
 from middleware.rate_limiter import RateLimitMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from services.cache_service import create_cache
@@ -64,7 +64,7 @@ def middleware_stack(settings: Settings, rate_limits: RateLimitBackend) -> list[
                 RateLimitMiddleware,
                 settings=settings,
                 backend=rate_limits,
-                login_path=f"{API_PREFIX}/auth/token",
+                login_path=API_PREFIX + auth.router.url_path_for("issue_token"),
                 exempt_prefixes=("/health/", "/metrics"),
                 trusted_proxies=settings.trusted_proxies,
             )
@@ -119,6 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limits = rate_limits
+    app.state.login_failures = LoginFailures(
+        rate_limits if settings.rate_limit_enabled else None,
+        Policies.from_settings(settings).login_account,
+    )
     install_problem_handlers(app)
     for module in (
         auth,
