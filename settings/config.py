@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     )
     # Policies per route class, in the `limits` notation ("600/minute", "10 per 5 minutes").
     rate_limit_login: str = "20/minute"  # POST /auth/token, per client IP
-    rate_limit_login_account: str = "10/minute"  # POST /auth/token, per account (brute force)
+    rate_limit_login_account: str = "10/minute"  # failed logins per account (brute force)
     rate_limit_write: str = "120/minute"  # POST/PUT/PATCH/DELETE, per user
     rate_limit_read: str = "600/minute"  # GET/HEAD/OPTIONS, per user
     rate_limit_anonymous: str = "60/minute"  # no valid token, per client IP
