@@ -55,6 +55,7 @@ test-deps:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint deploy/Dockerfile
 
 format: install
 	$(BIN)/ruff format .
@@ -87,6 +88,33 @@ bench-middleware: install test-deps
 # the hit rate of a mixed run; written to tests/performance_report.md. About two minutes.
 bench-cache: install test-deps
 	$(BIN)/python -m tests.performance.bench_cache $(BENCH_CACHE_ARGS)
+
+# --- load test (issue 12): the Etter mix of tests/load_test.py under Locust ------------------
+# The whole report in one command: PostgreSQL + Redis + Etter (gunicorn, LOADTEST_WORKERS
+# uvicorn workers, production settings), `medium` restored from .data/ (seeded and dumped on
+# the first run), LOADTEST_USERS (1000) users held LOADTEST_HOLD (60) s with py-spy, the
+# capacity sweep with a wrk cross-check, the phase table; writes tests/performance/loadtest/
+# and the load-test sections and charts of tests/performance_report.md. About 20 minutes
+# (first run: + about 3 to seed and dump `medium`). LOADTEST_PART=main|sweep|phases for one.
+.PHONY: loadtest loadtest-smoke loadtest-report loadtest-deps
+LOADTEST_PART ?= all
+loadtest-deps: test-deps
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk missing (apt-get install wrk): the capacity cross-check is skipped"; fi; \
+	fi
+
+loadtest: install loadtest-deps
+	$(BIN)/python -m tests.performance.loadtest $(LOADTEST_PART)
+
+# The report sections and charts again from tests/performance/loadtest/results.json.
+loadtest-report: install
+	$(BIN)/python -m tests.performance.loadtest report
+
+# CI: 50 users for 20 s on the `small` data set; fails on any failed request or any task of
+# the mix that never ran. Never a timing assertion. About a minute.
+loadtest-smoke: install test-deps
+	LOADTEST_USERS=$${LOADTEST_USERS:-50} LOADTEST_HOLD=$${LOADTEST_HOLD:-20} $(BIN)/python -m tests.performance.loadtest smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov etter.db etter.db-* storage

@@ -5,7 +5,15 @@ from typing import Annotated
 from fastapi import Query, Request, Response, status
 
 from api.deps import IdPath, ServiceDep
-from api.http_cache import NOT_MODIFIED, etag_response
+from api.http_cache import (
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    IfMatch,
+    check_if_match,
+    etag_response,
+    with_etag,
+)
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.request_deps import PageParams
 from common.validators import CountryCode, SearchTerm
@@ -39,7 +47,13 @@ async def get_company(
     return etag_response(request, await companies.detail(company_id))
 
 
-@router.post("", response_model=Company, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=Company,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+    responses=with_idempotency(),
+)
 async def create_company(
     data: CompanyCreate, companies: ServiceDep[CompanyService], request: Request, response: Response
 ) -> object:
@@ -48,8 +62,15 @@ async def create_company(
     return company
 
 
-@router.patch("/{company_id}", response_model=Company)
+@router.patch("/{company_id}", response_model=Company, responses=PRECONDITION_FAILED)
 async def update_company(
-    company_id: IdPath, data: CompanyUpdate, companies: ServiceDep[CompanyService]
+    company_id: IdPath,
+    data: CompanyUpdate,
+    companies: ServiceDep[CompanyService],
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
-    return await companies.update(company_id, data)
+    if if_match is not None:
+        await companies.lock(company_id)
+        check_if_match(if_match, await companies.uncached().detail(company_id))
+    return with_etag(response, Company.model_validate(await companies.update(company_id, data)))

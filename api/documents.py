@@ -1,8 +1,9 @@
 """Documents: multipart upload, metadata, streamed download, guarded edits, delete.
 
 Choices the contract left open:
-- A stale `version` (body) or `If-Match` is 409, like any other lost-update conflict; an edit
-  that carries neither is 428 Precondition Required.
+- A stale `version` (body) is 409, like any other lost-update conflict; a stale `If-Match` is
+  412 Precondition Failed (RFC 9110); an edit that carries neither is 428 Precondition
+  Required. The ETag is the version, strong (`"3"`); If-Match takes exactly one such tag.
 - Bytes missing on disk for an existing row answer the download with 404 (never 500).
 - An upload's whole request body is bounded (`UploadLimitRoute`): a declared Content-Length
   over the limit is refused before anything is read, a body without one as soon as it passes
@@ -32,6 +33,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive
 
 from api.deps import CompanyFilter, IdPath, ServiceDep
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.enums import DocumentStatus
 from common.exceptions import BadRequestError, PayloadTooLargeError
@@ -190,10 +192,13 @@ router.add_api_route(
     summary="Upload a document (multipart: file, title)",
     description="Allowed types: PDF, PNG, JPEG, DOCX, XLSX, plain text, CSV and JSON (text as "
     "UTF-8). The declared type must match the bytes. Size limit: `MAX_UPLOAD_BYTES`.",
-    responses={
-        413: problem("The file is over the upload limit"),
-        415: problem("The type is not allowed, or the bytes do not match it"),
-    },
+    dependencies=[Idempotent],
+    responses=with_idempotency(
+        {
+            413: problem("The file is over the upload limit"),
+            415: problem("The type is not allowed, or the bytes do not match it"),
+        }
+    ),
     route_class_override=UploadLimitRoute,
 )
 
@@ -204,7 +209,8 @@ router.add_api_route(
     summary="Change the title or status; guarded by the version (body) or If-Match",
     responses={
         400: problem("If-Match is malformed or disagrees with `version`"),
-        409: problem("A stale version, or a status move the state machine forbids"),
+        409: problem("A stale `version`, or a status move the state machine forbids"),
+        412: problem("If-Match names a version that is no longer current"),
         428: problem("Neither `version` nor If-Match was sent"),
     },
 )
@@ -218,7 +224,7 @@ async def update_document(
     ] = None,
 ) -> object:
     version = expected_version(if_match, data.version)
-    document = await documents.update(document_id, data, version)
+    document = await documents.update(document_id, data, version, precondition=if_match is not None)
     response.headers["ETag"] = etag(document.version)
     return document
 

@@ -4,6 +4,7 @@ from fastapi import Request, Response, status
 
 from api.deps import CompanyFilter, IdPath, ServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.request_deps import PageParams
 from schemas.base import Page
@@ -38,6 +39,8 @@ async def get_simulation(
     "",
     response_model=Simulation,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+    responses=with_idempotency(),
     summary="Simulate AI adoption on the company's workflows and store the results",
 )
 async def create_simulation(

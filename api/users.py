@@ -5,7 +5,15 @@ from typing import Annotated
 from fastapi import Query, Request, Response, status
 
 from api.deps import CompanyFilter, IdPath, ServiceDep
-from api.http_cache import NOT_MODIFIED, etag_response
+from api.http_cache import (
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    IfMatch,
+    check_if_match,
+    etag_response,
+    with_etag,
+)
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.enums import Role
 from common.request_deps import PageParams
@@ -44,12 +52,18 @@ async def autocomplete_users(
     return etag_response(request, await users.suggestions(q, limit))
 
 
-@router.get("/{user_id}", response_model=User)
-async def get_user(user_id: IdPath, users: ServiceDep[UserService]) -> object:
-    return await users.get(user_id)
+@router.get("/{user_id}", response_model=User, responses=NOT_MODIFIED)
+async def get_user(request: Request, user_id: IdPath, users: ServiceDep[UserService]) -> object:
+    return etag_response(request, User.model_validate(await users.get(user_id)))
 
 
-@router.post("", response_model=User, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=User,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+    responses=with_idempotency(),
+)
 async def create_user(
     data: UserCreate, users: ServiceDep[UserService], request: Request, response: Response
 ) -> object:
@@ -58,9 +72,17 @@ async def create_user(
     return user
 
 
-@router.patch("/{user_id}", response_model=User)
-async def update_user(user_id: IdPath, data: UserUpdate, users: ServiceDep[UserService]) -> object:
-    return await users.update(user_id, data)
+@router.patch("/{user_id}", response_model=User, responses=PRECONDITION_FAILED)
+async def update_user(
+    user_id: IdPath,
+    data: UserUpdate,
+    users: ServiceDep[UserService],
+    response: Response,
+    if_match: IfMatch = None,
+) -> object:
+    if if_match is not None:
+        check_if_match(if_match, User.model_validate(await users.lock(user_id)))
+    return with_etag(response, User.model_validate(await users.update(user_id, data)))
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Deactivate")

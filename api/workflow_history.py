@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response, status
 
 from api.deps import IdPath, ServiceDep
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from schemas.base import CursorPage
 from schemas.problems import Problem
@@ -19,7 +20,10 @@ router = resource_router("", "workflow-history")
     response_model=WorkflowRun,
     status_code=status.HTTP_201_CREATED,
     summary="Record a run of the workflow by the caller",
-    responses={409: {"model": Problem, "description": "The workflow is archived"}},
+    dependencies=[Idempotent],
+    responses=with_idempotency(
+        {409: {"model": Problem, "description": "The workflow is archived"}}
+    ),
 )
 async def record_workflow_run(
     workflow_id: IdPath,

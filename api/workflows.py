@@ -6,7 +6,8 @@ from fastapi import Query, Request, Response
 from fastapi import status as http_status
 
 from api.deps import CompanyFilter, IdPath, ServiceDep
-from api.http_cache import NOT_MODIFIED, etag_response
+from api.http_cache import NOT_MODIFIED, PRECONDITION_FAILED, IfMatch, check_if_match, etag_response
+from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.enums import WorkflowStatus
 from common.request_deps import PageParams
@@ -58,7 +59,8 @@ async def get_workflow(
     "",
     response_model=Workflow,
     status_code=http_status.HTTP_201_CREATED,
-    responses=NAME_TAKEN,
+    dependencies=[Idempotent],
+    responses=with_idempotency(NAME_TAKEN),
 )
 async def create_workflow(
     data: WorkflowCreate,
@@ -74,11 +76,19 @@ async def create_workflow(
 @router.patch(
     "/{workflow_id}",
     response_model=Workflow,
-    responses=NAME_TAKEN,
+    responses={**NAME_TAKEN, **PRECONDITION_FAILED},
+    description="If-Match takes the ETag of `GET /workflows/{id}`, whose body includes the "
+    "usage stats: a run recorded since the read also fails the precondition (412).",
 )
 async def update_workflow(
-    workflow_id: IdPath, data: WorkflowUpdate, workflows: ServiceDep[WorkflowService]
+    workflow_id: IdPath,
+    data: WorkflowUpdate,
+    workflows: ServiceDep[WorkflowService],
+    if_match: IfMatch = None,
 ) -> object:
+    if if_match is not None:
+        await workflows.lock(workflow_id)
+        check_if_match(if_match, await workflows.uncached().detail(workflow_id))
     return await workflows.update(workflow_id, data)
 
 

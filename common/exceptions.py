@@ -97,6 +97,14 @@ class UnsupportedMediaTypeError(EtterError):
     title = "Unsupported media type"
 
 
+class PreconditionFailedError(EtterError):
+    """412: the If-Match precondition names a representation that is no longer current."""
+
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
 class PreconditionRequiredError(EtterError):
     """428: the change must say which version it was based on (RFC 6585)."""
 
@@ -109,6 +117,20 @@ class ValidationFailedError(EtterError):
     status = 422
     slug = "validation-error"
     title = "Validation failed"
+
+
+class IdempotencyKeyInUseError(ConflictError):
+    """409: a request with this Idempotency-Key is still being processed."""
+
+    slug = "idempotency-key-in-use"
+    title = "Idempotency key in use"
+
+
+class IdempotencyKeyReusedError(ValidationFailedError):
+    """422: the Idempotency-Key was already used for a different request."""
+
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused"
 
 
 class RateLimitedError(EtterError):
@@ -138,6 +160,8 @@ _ERROR_CLASSES: tuple[type[EtterError], ...] = (
     ConflictError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
     ValidationFailedError,
     RateLimitedError,
     ServiceUnavailableError,

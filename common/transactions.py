@@ -9,7 +9,9 @@ the response handed back to be sent. Any exception rolls back.
 Side effects that must happen only if the transaction commits (cache invalidation) are queued
 with `after_commit(request, callback)`: they run after the commit and before the response is
 sent, so a client that reads after a write never sees the old value, and they are dropped when
-the request fails.
+the request fails. They may read the response about to be sent (`committed_response`).
+Clean-ups for a failed request (an idempotency key's in-flight claim) are queued with
+`after_rollback`: they run after the rollback, never after a commit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 SESSION_STATE_KEY = "db_session"
 AFTER_COMMIT_STATE_KEY = "after_commit"
+AFTER_ROLLBACK_STATE_KEY = "after_rollback"
+RESPONSE_STATE_KEY = "committed_response"
 
 log = structlog.get_logger("etter.routing")
 
@@ -36,13 +40,24 @@ def after_commit(request: Request, callback: Callable[[], Awaitable[None]]) -> N
     request.scope.setdefault("state", {}).setdefault(AFTER_COMMIT_STATE_KEY, []).append(callback)
 
 
-async def _run_after_commit(request: Request) -> None:
-    for callback in request.scope.get("state", {}).pop(AFTER_COMMIT_STATE_KEY, []):
+def after_rollback(request: Request, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` if the request fails and its transaction rolls back; never after a commit."""
+    request.scope.setdefault("state", {}).setdefault(AFTER_ROLLBACK_STATE_KEY, []).append(callback)
+
+
+def committed_response(request: Request) -> Response | None:
+    """The response being sent, for after-commit callbacks (None before the commit)."""
+    return request.scope.get("state", {}).get(RESPONSE_STATE_KEY)
+
+
+async def _run(request: Request, state_key: str, event: str) -> None:
+    for callback in request.scope.get("state", {}).pop(state_key, []):
         try:
             await callback()
         except Exception:
-            # The data is committed: the request has succeeded whatever a side effect does.
-            log.exception("after_commit_failed", callback=getattr(callback, "__qualname__", ""))
+            # After a commit the request has succeeded whatever a side effect does; after a
+            # rollback the original error is what the client must see.
+            log.exception(event, callback=getattr(callback, "__qualname__", ""))
 
 
 class TransactionalRoute(APIRoute):
@@ -57,15 +72,21 @@ class TransactionalRoute(APIRoute):
                     await session.commit()
             except BaseException:
                 request.scope.get("state", {}).pop(AFTER_COMMIT_STATE_KEY, None)
-                session = request_session(request)
-                if session is not None:
-                    await session.rollback()
+                try:
+                    session = request_session(request)
+                    if session is not None:
+                        await session.rollback()
+                finally:  # a failed rollback (connection lost) must not keep a claim held
+                    await _run(request, AFTER_ROLLBACK_STATE_KEY, "after_rollback_failed")
                 raise
             finally:
                 session = request_session(request)
                 if session is not None:
                     await session.close()
-            await _run_after_commit(request)
+            state = request.scope.setdefault("state", {})
+            state.pop(AFTER_ROLLBACK_STATE_KEY, None)
+            state[RESPONSE_STATE_KEY] = response
+            await _run(request, AFTER_COMMIT_STATE_KEY, "after_commit_failed")
             return response
 
         return handle_in_transaction

@@ -10,6 +10,7 @@ simply does not exist for the caller (404), never 403 and never its data.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select
@@ -107,6 +108,26 @@ class BaseService(Generic[M]):
         if found is None:
             raise NotFoundError(f"{self.label} {object_id} does not exist.")
         return found  # type: ignore[return-value]
+
+    async def lock(self, object_id: int) -> M:
+        """`get()` under a row lock (FOR UPDATE on PostgreSQL) held until the transaction ends:
+        what an edit checks against (If-Match) cannot change before the edit is written."""
+        statement = (
+            self.readable()
+            .where(self.model.id == object_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        found = (await self.session.execute(statement)).scalar_one_or_none()
+        if found is None:
+            raise NotFoundError(f"{self.label} {object_id} does not exist.")
+        return found  # type: ignore[return-value]
+
+    def uncached(self) -> Self:
+        """This service reading straight from the database, never from the cache."""
+        view = copy.copy(self)
+        view.cache = None
+        return view
 
     @staticmethod
     def require(allowed: bool, detail: str) -> None:

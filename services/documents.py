@@ -40,6 +40,7 @@ from common.exceptions import (
     FieldError,
     NotFoundError,
     PayloadTooLargeError,
+    PreconditionFailedError,
     PreconditionRequiredError,
     ValidationFailedError,
 )
@@ -182,14 +183,23 @@ class DocumentService(BaseService[Document]):
         return DocumentContent(document=document, size=content.size, chunks=content.chunks)
 
     async def update(
-        self, document_id: int, data: DocumentUpdate, expected_version: int | None
+        self,
+        document_id: int,
+        data: DocumentUpdate,
+        expected_version: int | None,
+        *,
+        precondition: bool = False,
     ) -> Document:
         """Apply `data` if the document is still at `expected_version`.
 
-        The comparison gives a clear 409 for a stale version; the mapper's `version_id_col`
-        guards the UPDATE itself (`WHERE version = :read`), so a concurrent change that lands
-        between the comparison and the flush is a 409 too, never a lost update.
+        The comparison gives a clear 409 for a stale version (412 when the version came as a
+        precondition, If-Match); the mapper's `version_id_col` guards the UPDATE itself
+        (`WHERE version = :read`), so a concurrent change that lands between the comparison
+        and the flush is refused the same way, never a lost update.
         """
+        stale: type[ConflictError | PreconditionFailedError] = (
+            PreconditionFailedError if precondition else ConflictError
+        )
         document = await self.get(document_id)
         self._require_editor(document)
         if expected_version is None:
@@ -197,7 +207,7 @@ class DocumentService(BaseService[Document]):
                 'Send the version you read, as `version` in the body or `If-Match: "<version>"`.'
             )
         if expected_version != document.version:
-            raise ConflictError(
+            raise stale(
                 f"Document {document.id} is at version {document.version}, not "
                 f"{expected_version}: someone changed it since you read it. Reload it and retry."
             )
@@ -210,7 +220,7 @@ class DocumentService(BaseService[Document]):
             await self.flush("The document could not be updated.")
         except StaleDataError:
             # The failed flush expired `document`: name it by the id we were given.
-            raise ConflictError(
+            raise stale(
                 f"Document {document_id} was changed by someone else at the same time. "
                 "Reload it and retry."
             ) from None

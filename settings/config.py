@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # Embedded default (no REDIS_URL): entries kept in process memory, least recent dropped.
     cache_memory_max_entries: int = Field(10_000, ge=1, le=10_000_000)
 
+    # --- idempotency keys (common/idempotency_store.py, api/idempotency.py) -------------
+    # How long a creating POST's response is kept for replay under its Idempotency-Key.
+    idempotency_ttl_seconds: int = Field(86_400, ge=1, le=7 * 86_400)
+    # How long an in-flight claim outlives a request that died without releasing it.
+    idempotency_lock_seconds: int = Field(60, ge=1, le=3600)
+
     # --- edges: compression, rate limits, client address (middleware/) -------------------
     # Bodies of at least this many bytes are gzipped for clients that accept gzip.
     gzip_min_size: int = Field(1024, ge=0)

@@ -37,6 +37,8 @@ from api import (
     workflows,
 )
 from api.deps import API_PREFIX
+from api.idempotency import install_idempotency
+from common.idempotency_store import create_idempotency_store
 from common.problems import install_problem_handlers
 from common.rate_limits import LoginFailures, Policies, RateLimitBackend
 from common.structured_logger import configure_logging, install_slow_query_log
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = create_redis(settings)
         # Shares the app's Redis client; in memory without one; None when CACHE_ENABLED is off.
         app.state.cache = create_cache(settings, app.state.redis)
+        # Idempotency-Key records: Redis when configured, process memory otherwise.
+        app.state.idempotency = create_idempotency_store(app.state.redis)
         log.info(
             "startup",
             environment=settings.environment.value,
@@ -124,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Policies.from_settings(settings).login_account,
     )
     install_problem_handlers(app)
+    install_idempotency(app)
     for module in (
         auth,
         companies,

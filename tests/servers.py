@@ -58,8 +58,10 @@ def _wait_for_port(port: int, timeout: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a PostgreSQL cluster on a free port; yield a `postgresql://` URL of its `etter` db."""
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a PostgreSQL cluster on a free port; yield a `postgresql://` URL of its `etter` db.
+
+    `settings`: extra server settings (`-c name=value`), e.g. for pg_stat_statements."""
     bindir = postgres_bin_dir()
     base = Path(tempfile.mkdtemp(prefix="etter-pg-"))
     datadir = base / "data"
@@ -90,7 +92,7 @@ def postgres_server() -> Iterator[str]:
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         "-c max_connections=200 -c shared_buffers=256MB"
-    )
+    ) + "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
     subprocess.run(
         _as_postgres(
             [

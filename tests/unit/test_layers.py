@@ -52,5 +52,5 @@ def test_api_plumbing_and_common_share_no_module_names():
         "__init__"
     }
     common = {p.stem for p in (ROOT / "common").glob("*.py")} - {"__init__"}
-    assert plumbing == {"deps", "http_cache", "routers"}
+    assert plumbing == {"deps", "http_cache", "idempotency", "routers"}
     assert not plumbing & common

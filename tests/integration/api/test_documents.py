@@ -454,7 +454,7 @@ async def test_if_match_guards_like_the_body_version(
     assert ok.status_code == 200, ok.text
     assert ok.headers["etag"] == '"2"'
     stale = await client.patch(path, headers={**member, "If-Match": '"1"'}, json={"title": "Two"})
-    assert_problem(stale, 409)
+    assert_problem(stale, 412)  # a failed precondition (RFC 9110); a stale body version is 409
     both = await client.patch(
         path, headers={**member, "If-Match": ' "2" '}, json={"title": "Three", "version": 2}
     )
@@ -805,6 +805,6 @@ async def test_openapi_describes_the_upload(client: httpx.AsyncClient) -> None:
     ref = form["$ref"].rsplit("/", 1)[-1]
     assert set(spec["components"]["schemas"][ref]["required"]) == {"file", "title"}
     assert {"201", "413", "415"} <= set(post["responses"])
-    assert {"409", "428"} <= set(
+    assert {"409", "412", "428"} <= set(
         spec["paths"]["/api/v1/documents/{document_id}"]["patch"]["responses"]
     )
