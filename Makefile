@@ -9,17 +9,22 @@ PORT ?= 8000
 # pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
 TEST_WORKERS ?= 2
 
-.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache
+# (helpers' targets have their own .PHONY lines beside them)
+.PHONY: test-observability bench-metrics
+.PHONY: help install run serve migrate seed test test-deps test-postgres test-embedded lint format clean bench-db bench-middleware bench-cache bench-deps bench-http
 
 help:
 	@echo "make run     serve Etter on http://$(HOST):$(PORT) (embedded SQLite + demo data unless configured)"
 	@echo "make test    lint, then the whole suite on throwaway PostgreSQL and Redis, then the embedded run"
 	@echo "make lint | format | migrate | seed | clean"
 
+# uv installs the requirements (several times faster than pip); pip only bootstraps uv.
+UV_VERSION := 0.13.9
+
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -43,6 +48,7 @@ test-deps:
 	if [ -z "$$TEST_DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql); fi; \
 	if [ -z "$$TEST_REDIS_URL" ] && ! command -v redis-server >/dev/null; then need+=(redis-server); fi; \
 	if ! command -v pgbouncer >/dev/null; then need+=(pgbouncer); fi; \
+	if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then need+=(prometheus); fi; \
 	if [ $${#need[@]} -gt 0 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing $${need[*]} with apt-get"; \
@@ -63,7 +69,7 @@ format: install
 
 test-postgres: install test-deps
 	$(BIN)/coverage erase
-	$(BIN)/pytest -n $(TEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
 	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
@@ -88,6 +94,31 @@ bench-middleware: install test-deps
 # the hit rate of a mixed run; written to tests/performance_report.md. About two minutes.
 bench-cache: install test-deps
 	$(BIN)/python -m tests.performance.bench_cache $(BENCH_CACHE_ARGS)
+
+# --- observability (obs) ---------------------------------------------------------------------
+# A real Prometheus (Debian's binary) scrapes two uvicorn workers on throwaway PostgreSQL and
+# Redis every second under a little traffic; every Grafana panel and alert expression must return
+# data. About a minute and a half; CI runs it after `make test`.
+test-observability: install test-deps
+	ETTER_TEST_PROMETHEUS=1 $(BIN)/pytest tests/integration/observability/test_prometheus_server.py -p no:xdist -q $(PYTEST_ARGS)
+
+# What the Prometheus layer costs `GET /api/v1/auth/me`: metrics on against off (and on in
+# multiprocess mode), same run; written to tests/performance_report.md. About two minutes.
+bench-metrics: install test-deps
+	$(BIN)/python -m tests.performance.bench_metrics $(BENCH_METRICS_ARGS)
+
+# --- bench-http (issue 9) -------------------------------------------------------------------
+# wrk, the load generator of bench-http: installed with apt-get when missing and we are root.
+bench-deps:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "Missing wrk: apt-get install wrk"; exit 1; fi; }
+
+# Etter (2 workers, production settings) against a bare ASGI app doing the same work, on the
+# medium data set (restored from a pg_dump cached in .data/ after the first run), driven by
+# wrk in interleaved rounds; written to tests/performance_report.md. About 4 minutes.
+bench-http: install test-deps bench-deps
+	$(BIN)/python -m tests.performance.bench_http $(BENCH_HTTP_ARGS)
 
 # --- load test (issue 12): the Etter mix of tests/load_test.py under Locust ------------------
 # The whole report in one command: PostgreSQL + Redis + Etter (gunicorn, LOADTEST_WORKERS

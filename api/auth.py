@@ -5,12 +5,11 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Request
 
-from api.deps import AuthServiceDep, CurrentUser, LoginFailuresDep, ServiceDep
+from api.deps import AuthServiceDep, CurrentAccount, LoginFailuresDep
 from api.routers import resource_router
 from common.exceptions import AuthenticationError, PayloadTooLargeError
 from schemas.auth import Token
 from schemas.users import User
-from services.users import UserService
 
 router = resource_router("/auth", "auth")
 
@@ -27,11 +26,11 @@ class LoginForm:
 async def login_form(
     request: Request,
     username: Annotated[str, Form(description="the account's email address")],
-    password: Annotated[str, Form()],
+    password: Annotated[str, Form(json_schema_extra={"format": "password"})],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     scope: Annotated[str, Form()] = "",
     client_id: Annotated[str | None, Form()] = None,
-    client_secret: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
 ) -> LoginForm:
     """The OAuth2 password form (what `OAuth2PasswordRequestForm` reads), as an async
     dependency: a class dependency would run in the thread pool on every login."""
@@ -56,5 +55,5 @@ async def issue_token(
 
 
 @router.get("/me", response_model=User, summary="The caller")
-async def me(principal: CurrentUser, users: ServiceDep[UserService]) -> object:
-    return await users.get(principal.user_id)
+async def me(account: CurrentAccount) -> object:
+    return account

@@ -25,6 +25,7 @@ async def live() -> Liveness:
 async def ready(request: Request) -> JSONResponse:
     state = request.app.state
     result = await check_readiness(state.database.engine, state.redis)
+    state.readiness_log.observe(result)
     report = ReadinessReport(
         status="ready" if result.ready else "unavailable",
         database="ok" if result.database else "down",

@@ -7,24 +7,13 @@ Under several worker processes each one has its own counters: set PROMETHEUS_MUL
 
 from __future__ import annotations
 
-import os
-
 import anyio.to_thread
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from common.metrics import REGISTRY
+from common.metrics import render_metrics
 
 router = APIRouter(tags=["health"])
-
-
-def render_metrics() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
 
 
 @router.get(

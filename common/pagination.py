@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.exceptions import BadRequestError
 
 MAX_PAGE_SIZE = 100
+TOTAL_LABEL = "total_rows"  # the window count's column in `paginate`
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +47,24 @@ class PageResult:
 async def paginate(
     session: AsyncSession, statement: Select[Any], params: PaginationParams
 ) -> PageResult:
-    """One COUNT over the filtered statement and one page of rows: two statements in all."""
-    count = select(func.count()).select_from(statement.order_by(None).subquery())
-    total = (await session.execute(count)).scalar_one()
-    items: list[Any] = []
-    if total and params.offset < total:
-        rows = await session.execute(statement.limit(params.page_size).offset(params.offset))
-        items = list(rows.scalars().all())
+    """The page and the filtered total in one statement: each row carries `count(*) OVER ()`.
+
+    A page past the end has no row to carry the total: only then is a plain COUNT sent too.
+    """
+    windowed = (
+        statement.add_columns(func.count().over().label(TOTAL_LABEL))
+        .limit(params.page_size)
+        .offset(params.offset)
+    )
+    rows = (await session.execute(windowed)).all()
+    if rows:
+        total = rows[0][-1]
+    elif params.offset == 0:
+        total = 0
+    else:
+        count = select(func.count()).select_from(statement.order_by(None).subquery())
+        total = (await session.execute(count)).scalar_one()
+    items = [row[0] for row in rows]
     return PageResult(items=items, total=total, page=params.page, page_size=params.page_size)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.error_tracker import report_exception
 from common.exceptions import (
     ConflictError,
     EtterError,
@@ -174,6 +175,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             ServiceUnavailableError("The database did not answer in time; try again shortly."),
         )
     log.error("database_error", cause=cause, exc_info=exc)
+    report_exception(exc, request.scope)
     return internal_error_response(request.scope)
 
 

@@ -28,8 +28,9 @@ from redis.exceptions import RedisError
 
 from common.circuit_breaker import CircuitBreaker
 from common.exceptions import RateLimitedError
-from common.metrics import RATE_LIMIT_FALLBACK, RATE_LIMITED
+from common.metrics import RATE_LIMIT_FALLBACK, RATE_LIMITED, REDIS_ERRORS
 from settings.config import Settings
+from settings.redis import blocking_pool
 
 REDIS_KEY_PREFIX = "etter:ratelimit"
 # Whatever a Redis call can fail with; anything else is a bug and is not swallowed.
@@ -119,13 +120,7 @@ class RateLimitBackend:
         if not settings.redis_url:
             return cls(settings.rate_limit_strategy, None, settings.rate_limit_redis_retry_seconds)
         # Own pool, no retries: a rate-limit check must fail fast and fall back, not wait.
-        pool = ConnectionPool.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.redis_connect_timeout,
-            socket_timeout=settings.redis_socket_timeout,
-            max_connections=settings.redis_max_connections,
-            retry=Retry(NoBackoff(), 0),
-        )
+        pool = blocking_pool(settings, retry=Retry(NoBackoff(), 0))
         storage = RedisStorage(
             "async+" + settings.redis_url,
             wrap_exceptions=True,
@@ -157,6 +152,7 @@ class RateLimitBackend:
         return await self._hit(self.local, policy, subject)
 
     def _shared_failed(self, exc: BaseException) -> None:
+        REDIS_ERRORS.labels("rate_limit").inc()
         if self.breaker.failed():
             # Once per outage: a log line per request would bury everything else.
             log.error(

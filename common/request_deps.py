@@ -12,6 +12,9 @@ from common.pagination import PaginationParams, pagination_params
 from common.transactions import SESSION_STATE_KEY, request_session
 from settings.config import Settings
 
+# Requests that only read: no transaction round trips (settings/database.py).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
@@ -21,7 +24,7 @@ async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened on first use; `TransactionalRoute` commits and closes it."""
     session = request_session(request)
     if session is None:
-        session = request.app.state.database.sessionmaker()
+        session = request.app.state.database.session(request.method in READ_ONLY_METHODS)
         request.scope.setdefault("state", {})[SESSION_STATE_KEY] = session
     return session
 

@@ -7,6 +7,7 @@ thread and the event loop keeps serving other requests meanwhile.
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from settings.config import Settings
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
+LEEWAY_SECONDS = 10  # clock skew tolerated on `exp`
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -68,6 +70,7 @@ class TokenClaims:
     user_id: int
     jti: str
     issued_at: datetime
+    expires_at: float = 0.0  # the `exp` claim, seconds since the epoch
 
 
 def create_access_token(settings: Settings, user_id: int) -> IssuedToken:
@@ -95,7 +98,7 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
-            leeway=10,
+            leeway=LEEWAY_SECONDS,
         )
         user_id = int(claims["sub"])
         if not 1 <= user_id <= MAX_ID:  # outside the id range: nobody
@@ -104,6 +107,43 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
             user_id=user_id,
             jti=str(claims["jti"]),
             issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
+            expires_at=float(claims["exp"]),
         )
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):
         return None
+
+
+class TokenVerifier:
+    """Bearer token -> its claims, for tokens whose signature was checked in the last `ttl`
+    seconds: one instance per app, shared by the rate limiter and the auth dependency, so a
+    request's token is verified at most once (and a client's token, sent with every request of
+    its life, about once a minute per process).
+
+    Checking a signature through PyJWT costs tens of microseconds, more than the rest of the
+    rate limiter. Only valid tokens are kept (random junk cannot evict them), the oldest first
+    out when full; a kept token is still refused from the second its `exp` (plus the leeway)
+    passes, exactly as decoding it again would. Changing SECRET_KEY means restarting the
+    process, which empties the cache.
+    """
+
+    def __init__(self, settings: Settings, ttl: float = 60.0, size: int = 10_000) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self.size = size
+        self._claims: dict[str, tuple[TokenClaims, float]] = {}
+
+    def verify(self, token: str) -> TokenClaims | None:
+        now = time.monotonic()
+        cached = self._claims.get(token)
+        if cached is not None and cached[1] > now:
+            claims = cached[0]
+            if time.time() <= claims.expires_at + LEEWAY_SECONDS:
+                return claims
+        claims = decode_access_token(self.settings, token)
+        if claims is None:
+            self._claims.pop(token, None)
+            return None
+        if len(self._claims) >= self.size and token not in self._claims:
+            del self._claims[next(iter(self._claims))]
+        self._claims[token] = (claims, now + self.ttl)
+        return claims

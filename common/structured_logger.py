@@ -26,6 +26,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
+from common.apm import add_trace_context
+
 # Keys whose values never reach a log, whoever logs them (compared case-insensitively, at any
 # depth: a `headers={"Authorization": ...}` dict is scrubbed too).
 SECRET_KEYS = frozenset(
@@ -125,6 +127,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
         redact_secrets,
     ]
 

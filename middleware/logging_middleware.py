@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.apm import name_server_span
+from common.error_tracker import report_exception
 from common.problems import REQUEST_ID_STATE_KEY, internal_error_response
 from middleware.client_ip import CLIENT_IP_STATE_KEY, Network, resolve_client_ip
 
@@ -88,14 +90,16 @@ class RequestLoggingMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as error:
             error_log.exception(
                 "unhandled_error", method=scope["method"], route=route_template(scope)
             )
+            report_exception(error, scope)
             if status is not None:
                 raise  # too late for a problem response; the server closes the connection
             await internal_error_response(scope)(scope, receive, send_with_id)
         finally:
+            name_server_span(scope["method"], route_template(scope) or "unmatched")
             self._log_access(scope, status, sent_bytes, started_at, client_ip)
             structlog.contextvars.clear_contextvars()
 

@@ -17,7 +17,6 @@ a refusal is a 429 problem with `Retry-After`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import structlog
@@ -27,7 +26,7 @@ from common.exceptions import RateLimitedError
 from common.metrics import RATE_LIMITED
 from common.problems import error_response
 from common.rate_limits import Policies, Policy, RateLimitBackend, Verdict
-from common.security import decode_access_token
+from common.security import TokenVerifier
 from middleware.client_ip import Network, client_ip_of
 from settings.config import Settings
 
@@ -51,53 +50,22 @@ def bearer_value(authorization: bytes) -> str | None:
 
 
 class TokenUsers:
-    """Bearer token -> user id, for tokens whose signature was checked in the last `ttl`
-    seconds.
-
-    Checking a signature through PyJWT costs tens of microseconds, more than the rest of the
-    limiter; a client sends the same token for its whole lifetime. Only valid tokens are kept
-    (random junk cannot evict them), the oldest first out when full. A token that expires while
-    cached is still counted against its user for at most `ttl` seconds: this names a rate-limit
-    bucket, it authorises nothing (the auth dependency checks every request).
+    """Bearer token (or `Authorization` header) -> user id, through the app's shared
+    `TokenVerifier` (common/security.py): a token's signature is checked once, whether the
+    rate limiter or the auth dependency sees it first. A cached token is refused from the
+    moment it expires, as the auth dependency refuses it.
     """
 
-    def __init__(self, settings: Settings, ttl: float = 60.0, size: int = 10_000) -> None:
-        self.settings = settings
-        self.ttl = ttl
-        self.size = size
-        self._users: dict[str, tuple[int, float]] = {}
-        self._by_header: dict[bytes, tuple[int, float]] = {}
+    def __init__(self, settings: Settings, tokens: TokenVerifier | None = None) -> None:
+        self.tokens = tokens or TokenVerifier(settings)
 
     def user_for_header(self, authorization: bytes) -> int | None:
-        """The user of an `Authorization` header's bearer token, cached by the header's raw
-        bytes (same rules as `user_id`): a repeat visitor costs one lookup, no decoding."""
-        now = time.monotonic()
-        cached = self._by_header.get(authorization)
-        if cached is not None and cached[1] > now:
-            return cached[0]
         token = bearer_value(authorization)
-        user_id = self.user_id(token) if token else None
-        if user_id is None:
-            self._by_header.pop(authorization, None)
-            return None
-        if len(self._by_header) >= self.size:
-            del self._by_header[next(iter(self._by_header))]
-        self._by_header[authorization] = (user_id, now + self.ttl)
-        return user_id
+        return self.user_id(token) if token else None
 
     def user_id(self, token: str) -> int | None:
-        now = time.monotonic()
-        cached = self._users.get(token)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        claims = decode_access_token(self.settings, token)
-        if claims is None:
-            self._users.pop(token, None)
-            return None
-        if len(self._users) >= self.size:
-            del self._users[next(iter(self._users))]
-        self._users[token] = (claims.user_id, now + self.ttl)
-        return claims.user_id
+        claims = self.tokens.verify(token)
+        return claims.user_id if claims is not None else None
 
 
 def header_values(verdicts: Sequence[Verdict]) -> list[tuple[bytes, bytes]]:
@@ -120,12 +88,13 @@ class RateLimitMiddleware:
         login_path: str,
         exempt_prefixes: Sequence[str] = ("/health/", "/metrics"),
         trusted_proxies: Sequence[Network] = (),
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.backend = backend
         self.policies = Policies.from_settings(settings)
-        self.token_users = TokenUsers(settings)
+        self.token_users = TokenUsers(settings, tokens)
         self.login_path = login_path
         self.exempt_prefixes = tuple(exempt_prefixes)
         self.trusted_proxies = tuple(trusted_proxies)

@@ -11,13 +11,14 @@ from common.exceptions import AuthenticationError
 from common.principal import Principal
 from common.security import (
     IssuedToken,
+    TokenClaims,
     create_access_token,
-    decode_access_token,
     hash_password,
     needs_rehash,
     verify_password,
 )
 from models import User
+from schemas.users import User as UserRead
 from services.cache_invalidation import Tags
 from services.cache_service import CacheName, RequestCache, cached, user_scope
 from settings.config import Settings
@@ -49,34 +50,36 @@ class AuthService:
         if needs_rehash(user.hashed_password):
             user.hashed_password = await hash_password(password)
         user.last_login_at = datetime.now(UTC)
+        if self.cache is not None:  # the cached record shows the login time
+            self.cache.invalidate(Tags.user(user.id))
         return create_access_token(self.settings, user.id)
 
-    async def principal(self, token: str | None) -> Principal:
-        claims = decode_access_token(self.settings, token) if token else None
+    async def authenticate(self, claims: TokenClaims | None) -> tuple[Principal, UserRead]:
+        """The caller of a verified token (`TokenVerifier.verify`), as the services see it and
+        as `/auth/me` shows it; 401 for no token, an invalid one, or an inactive user."""
         if claims is None:
             raise AuthenticationError(TOKEN_INVALID)
-        principal = await self.active_principal(claims.user_id)
-        if principal is None:
+        user = await self.active_user(claims.user_id)
+        if user is None:
             raise AuthenticationError(TOKEN_INVALID)
-        return principal
+        principal = Principal(
+            user_id=user.id, company_id=user.company_id, role=user.role, email=user.email
+        )
+        return principal, user
 
-    # Cached so that an authenticated request does not read the users table; a user's change
-    # (role, deactivation) drops the entry when it commits (cache_invalidation.user_changed),
-    # and unknown or deactivated users are cached as None too.
+    # Cached so that an authenticated request does not read the users table: `/auth/me` is
+    # answered from this entry, every other route builds its `Principal` from it. A user's
+    # change (role, deactivation, login time) drops the entry when it commits
+    # (cache_invalidation.user_changed, and `login` above), and unknown or deactivated users
+    # are cached as None too.
     @cached(
         CacheName.PRINCIPAL,
         scope=lambda self, user_id: user_scope(user_id),
         tags=lambda self, user_id: [Tags.user(user_id)],
     )
-    async def active_principal(self, user_id: int) -> Principal | None:
-        """The caller as the services see it; None for an unknown or deactivated user."""
-        row = (
-            await self.session.execute(
-                select(User.id, User.company_id, User.role, User.email, User.is_active).where(
-                    User.id == user_id
-                )
-            )
-        ).one_or_none()
-        if row is None or not row.is_active:
+    async def active_user(self, user_id: int) -> UserRead | None:
+        """The caller's record; None for an unknown or deactivated user."""
+        user = await self.session.get(User, user_id)
+        if user is None or not user.is_active:
             return None
-        return Principal(user_id=row.id, company_id=row.company_id, role=row.role, email=row.email)
+        return UserRead.model_validate(user)

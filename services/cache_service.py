@@ -103,7 +103,7 @@ class RequestCache:
     invalidations the request's writes queued.
 
     The queue is written by `flush()`, which the request's route runs only after its transaction
-    has committed (`common/routing.py`); a rolled-back request invalidates nothing. Once a
+    has committed (`common/transactions.py`); a rolled-back request invalidates nothing. Once a
     request has written, its own reads bypass the cache: they must see the request's uncommitted
     writes, and a value computed from them must never be stored for others.
     """

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import limits
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The development secret. Production refuses to start with it (or with none at all).
@@ -27,6 +27,17 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+class SslMode(StrEnum):
+    """libpq's sslmode names, as asyncpg takes them (`DB_SSLMODE`)."""
+
+    DISABLE = "disable"
+    ALLOW = "allow"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
 
 
 class Settings(BaseSettings):
@@ -45,11 +56,18 @@ class Settings(BaseSettings):
 
     # --- database -------------------------------------------------------------------------
     database_url: str = SQLITE_DEFAULT_URL
-    db_pool_size: int = Field(10, ge=1, le=500)
-    db_max_overflow: int = Field(5, ge=0, le=500)
-    db_pool_timeout: float = Field(5.0, gt=0, le=300)
+    # --- database pool and TLS (issue 9; README "Sizing the database pool") -----------------
+    # A fixed pool: overflow connections are opened and closed around every burst (churn).
+    db_pool_size: int = Field(15, ge=1, le=500)
+    db_max_overflow: int = Field(0, ge=0, le=500)
+    # Seconds a request waits for a free connection before its 503: shed load fast.
+    db_pool_timeout: float = Field(1.0, gt=0, le=300)
     db_pool_recycle: int = Field(1800, ge=-1)
     db_pool_pre_ping: bool = True
+    # Pre-ping only connections idle longer than this; 0 pings on every checkout.
+    db_pool_ping_idle_seconds: float = Field(10.0, ge=0, le=3600)
+    # TLS to PostgreSQL; an sslmode in DATABASE_URL wins. Managed databases: verify-full.
+    db_sslmode: SslMode = SslMode.DISABLE
     db_statement_timeout_ms: int = Field(15_000, ge=0)
     db_slow_query_ms: int = Field(200, ge=0)
     db_echo: bool = False
@@ -60,6 +78,9 @@ class Settings(BaseSettings):
     redis_connect_timeout: float = Field(0.5, gt=0, le=30)
     redis_socket_timeout: float = Field(0.5, gt=0, le=30)
     redis_max_connections: int = Field(50, ge=1)
+    # Seconds a request waits for a free Redis connection (blocking pool) before Redis counts
+    # as unavailable for it (the cache misses, the rate limiter falls back in-process).
+    redis_pool_timeout: float = Field(0.25, gt=0, le=30)
 
     # --- auth -----------------------------------------------------------------------------
     jwt_issuer: str = "etter"
@@ -120,6 +141,35 @@ class Settings(BaseSettings):
     rate_limit_redis_retry_seconds: float = Field(5.0, gt=0, le=300)
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
+    # --- observability (common/metrics.py, common/error_tracker.py, common/apm.py) ----------
+    # Off: no HTTP/database metrics layer and no GET /metrics.
+    metrics_enabled: bool = True
+    # The release in /metrics' etter_build_info and Sentry: GIT_SHA, else `git rev-parse HEAD`.
+    git_sha: str | None = Field(None, validation_alias=AliasChoices("GIT_SHA", "ETTER_REVISION"))
+    sentry_dsn: SecretStr | None = None  # unset: Sentry off
+    sentry_environment: str | None = None  # default: ENVIRONMENT
+    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
+    sentry_profiles_sample_rate: float = Field(0.0, ge=0, le=1)
+    # OpenTelemetry tracing: on when an OTLP endpoint is set (or OTEL_ENABLED=true); the SDK
+    # reads every other standard OTEL_* variable (service name, sampler, headers) itself.
+    otel_enabled: bool | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
+
+    @field_validator("otel_enabled", "sentry_dsn", "git_sha", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def tracing_enabled(self) -> bool:
+        if self.otel_sdk_disabled:
+            return False
+        if self.otel_enabled is not None:
+            return self.otel_enabled
+        return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
     @field_validator("database_url")
     @classmethod

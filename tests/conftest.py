@@ -32,6 +32,7 @@ from settings.config import Environment, Settings
 from settings.database import create_engine
 from settings.server import create_app
 from tests import servers
+from tests.fixtures.apps import fresh_state, running_app
 from tests.fixtures.factories import World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,14 +185,58 @@ def isolated_sessionmaker(connection: AsyncConnection) -> async_sessionmaker[Asy
     )
 
 
+@pytest.fixture(scope="session")
+def shared_settings(
+    request: pytest.FixtureRequest,
+    redis_url: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
+    """The shared app's settings; each test's differ only in its storage directory and, on
+    SQLite, its database file."""
+    directory = tmp_path_factory.mktemp("shared")
+    if BACKEND == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{directory / 'unused.db'}"  # each test has its own
+    else:
+        database_url = request.getfixturevalue("migrated_postgres")
+    return make_settings(
+        database_url=database_url, redis_url=redis_url, storage_dir=directory / "storage"
+    )
+
+
+@pytest.fixture(scope="session")
+async def shared_app(shared_settings: Settings) -> AsyncIterator[FastAPI]:
+    """One app per worker, built and started once: a new app pays FastAPI's route analysis
+    again on its first request (most of a short test's time). The `app` fixture gives each test
+    its own state on it (tests/fixtures/apps.py `fresh_state`)."""
+    application = create_app(shared_settings)
+    application.state.shared = True
+    async with LifespanManager(application):
+        yield application
+
+
 @pytest.fixture
-async def app(
+def app(request: pytest.FixtureRequest) -> FastAPI:
+    """The app under test, on the test's data: the worker's shared app with the test's own
+    database (connection or file), settings, cache, rate-limit counters and middleware; tests
+    marked `own_app` (they add routes) get an app of their own."""
+    if request.node.get_closest_marker("own_app"):
+        return request.getfixturevalue("own_app")
+    return request.getfixturevalue("shared_app_for_test")
+
+
+@pytest.fixture
+async def own_app(
     settings: Settings, connection: AsyncConnection | None, redis: Redis | None
 ) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with LifespanManager(application):
-        if connection is not None:
-            application.state.database.sessionmaker = isolated_sessionmaker(connection)
+    async with running_app(settings, connection) as application:
+        yield application
+
+
+@pytest.fixture
+async def shared_app_for_test(
+    shared_app: FastAPI, settings: Settings, connection: AsyncConnection | None, redis: Redis | None
+) -> AsyncIterator[FastAPI]:
+    async with fresh_state(shared_app, settings, connection) as application:
         yield application
 
 

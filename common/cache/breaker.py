@@ -17,7 +17,7 @@ import structlog
 from common.cache.backends import BACKEND_ERRORS, CacheBackend
 from common.cache.invalidation import Generations
 from common.circuit_breaker import CircuitBreaker
-from common.metrics import CACHE_ERRORS
+from common.metrics import CACHE_ERRORS, REDIS_ERRORS
 
 log = structlog.get_logger("etter.cache")
 
@@ -69,6 +69,7 @@ class GuardedBackend:
 
     def failed(self, name: str, operation: str, error: BaseException) -> None:
         CACHE_ERRORS.labels(name, operation).inc()
+        REDIS_ERRORS.labels("cache").inc()
         if self.breaker.failed():
             log.warning(
                 "cache_unavailable",

@@ -165,7 +165,11 @@ def redis_if_available() -> Iterator[servers.RedisServer | None]:
 
 
 def measure(
-    variant: Variant, pool: ProcessPoolExecutor, headers: dict[str, str], args: argparse.Namespace
+    variant: Variant,
+    pool: ProcessPoolExecutor,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+    path: str = PING_PATH,
 ) -> None:
     assert variant.process is not None
     pid = variant.process.pid
@@ -173,7 +177,7 @@ def measure(
         run_load_in_process,
         HOST,
         variant.port,
-        PING_PATH,
+        path,
         headers,
         args.connections,
         args.duration,

@@ -15,8 +15,6 @@ from models import User
 from tests.fixtures.factories import PASSWORD
 from tests.fixtures.problems import assert_problem, use_cheap_hashing, without_request
 
-pytestmark = pytest.mark.embedded
-
 TOKEN = "/api/v1/auth/token"
 ME = "/api/v1/auth/me"
 
@@ -63,6 +61,7 @@ async def test_garbage_authorization_is_401(client, world, authorization):
 # --- logins -----------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_login_is_case_insensitive_on_email(client, world):
     r = await login(client, f"  {world.chro.email.upper()} ")
     assert r.status_code == 200, r.text
@@ -119,6 +118,7 @@ async def test_login_with_json_instead_of_form_is_422(client, world):
     assert_problem(r, 422)
 
 
+@pytest.mark.embedded
 async def test_deactivated_users_token_stops_working(client, world):
     token = (await login(client, world.member.email)).json()["access_token"]
     assert (await client.get(ME, headers=token_headers(token))).status_code == 200
@@ -128,6 +128,7 @@ async def test_deactivated_users_token_stops_working(client, world):
     assert_problem(await login(client, world.member.email), 401)
 
 
+@pytest.mark.embedded
 async def test_deleted_users_token_stops_working(client, world, db):
     headers = world.auth(world.outsider)
     await db.delete(await db.get(User, world.outsider.id))
@@ -213,6 +214,7 @@ async def test_forged_tokens_are_401(client, world, case):
     assert without_request(body) == without_request(reference)
 
 
+@pytest.mark.embedded
 async def test_a_valid_handmade_token_is_accepted(client, world):
     """The negative cases above fail for their one reason, not because the token is off."""
     token = jwt.encode(claims_for(world, world.member), secret(world), JWT_ALGORITHM)

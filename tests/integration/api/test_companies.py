@@ -9,8 +9,6 @@ from models import Company
 from tests.fixtures.factories import create_company
 from tests.fixtures.problems import assert_problem
 
-pytestmark = pytest.mark.embedded
-
 COMPANIES = "/api/v1/companies"
 NEW_COMPANY = {"name": "Initech", "country": "us", "industry": "Software", "employee_count": 120}
 
@@ -61,6 +59,7 @@ async def test_forbidden_writes_change_nothing(client, world, db):
 # --- reads ------------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_list_is_the_whole_catalogue_in_a_page_envelope(client, world):
     r = await client.get(COMPANIES, params={"page_size": 2}, headers=world.auth(world.outsider))
     assert r.status_code == 200, r.text
@@ -79,6 +78,7 @@ async def test_list_is_the_whole_catalogue_in_a_page_envelope(client, world):
     assert names == sorted(names)
 
 
+@pytest.mark.embedded
 async def test_list_pages_do_not_overlap_and_past_the_end_is_empty(client, world):
     headers = world.auth(world.member)
     total = (await client.get(COMPANIES, headers=headers)).json()["total"]
@@ -102,6 +102,7 @@ async def test_page_size_out_of_range_is_422(client, world, page_size):
     assert body["errors"][0]["field"] == "query.page_size"
 
 
+@pytest.mark.embedded
 async def test_list_filters(client, world, db):
     await create_company(db, name="Zeta Logistics GmbH", industry="Logistics", country="DE")
     await create_company(db, name="Zeta Retail", industry="Retail", country="FR")
@@ -137,6 +138,7 @@ async def test_get_unknown_company_is_404(client, world):
 # --- writes -----------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_admin_creates_a_company(client, world, db):
     r = await client.post(COMPANIES, json=NEW_COMPANY, headers=world.auth(world.admin))
     assert r.status_code == 201, r.text
@@ -154,6 +156,7 @@ async def test_admin_creates_a_company(client, world, db):
     assert stored.employee_count == 120
 
 
+@pytest.mark.embedded
 async def test_slugs_stay_unique_when_names_differ_only_in_case(client, world):
     headers = world.auth(world.admin)
     first = await client.post(COMPANIES, json={"name": "Hooli", "country": "US"}, headers=headers)
@@ -162,6 +165,7 @@ async def test_slugs_stay_unique_when_names_differ_only_in_case(client, world):
     assert {first.json()["slug"], second.json()["slug"]} == {"hooli", "hooli-2"}
 
 
+@pytest.mark.embedded
 async def test_duplicate_name_is_409_and_writes_nothing(client, world, db):
     r = await client.post(
         COMPANIES, json={"name": "Tenant A", "country": "GB"}, headers=world.auth(world.admin)
@@ -185,6 +189,7 @@ async def test_admin_updates_a_company_partially(client, world):
     assert body["updated_at"] >= body["created_at"]
 
 
+@pytest.mark.embedded
 async def test_renaming_onto_another_company_is_409(client, world, db):
     r = await client.patch(
         f"{COMPANIES}/{world.tenant.id}", json={"name": "Tenant B"}, headers=world.auth(world.admin)
@@ -232,6 +237,7 @@ async def test_bad_updates_are_422_and_change_nothing(client, world, db):
     )
 
 
+@pytest.mark.embedded
 async def test_industry_may_be_cleared(client, world):
     r = await client.patch(
         f"{COMPANIES}/{world.tenant.id}", json={"industry": None}, headers=world.auth(world.admin)

@@ -18,8 +18,6 @@ from tests.fixtures.simulations import (
     create_workflow,
 )
 
-pytestmark = pytest.mark.embedded
-
 URL = "/api/v1/chro/dashboard"
 
 
@@ -87,6 +85,7 @@ async def tenant_data(db, world):
     }
 
 
+@pytest.mark.embedded
 async def test_chro_sees_its_company_at_a_glance(client, world, tenant_data):
     r = await client.get(URL, headers=world.auth(world.chro))
 
@@ -137,6 +136,7 @@ async def test_chro_sees_its_company_at_a_glance(client, world, tenant_data):
     assert board["latest_simulations"][2]["name"] == "Sim 3"
 
 
+@pytest.mark.embedded
 async def test_an_empty_company_has_an_empty_dashboard(client, world):
     r = await client.get(URL, headers=world.auth(world.other_chro))
 
@@ -157,6 +157,7 @@ async def test_an_empty_company_has_an_empty_dashboard(client, world):
     assert board["latest_simulations"] == []
 
 
+@pytest.mark.embedded
 async def test_admin_reads_any_company_by_id(client, world, tenant_data):
     r = await client.get(
         URL, params={"company_id": world.tenant.id}, headers=world.as_role("admin")
@@ -281,6 +282,7 @@ async def test_the_dashboard_costs_the_same_statements_for_a_larger_company(
 # --- cache ------------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_the_dashboard_is_cached_until_a_write_in_the_company(app, client, db, world):
     first = await client.get(URL, headers=world.auth(world.chro))
     assert first.status_code == 200, first.text
@@ -308,6 +310,7 @@ async def test_the_dashboard_is_cached_until_a_write_in_the_company(app, client,
     assert [s["name"] for s in third.json()["latest_simulations"]] == ["Fresh"]
 
 
+@pytest.mark.embedded
 async def test_a_cached_dashboard_never_answers_another_company(client, world):
     admin = await client.get(
         URL, params={"company_id": world.tenant.id}, headers=world.as_role("admin")

@@ -36,8 +36,6 @@ from tests.fixtures.documents import (
 )
 from tests.fixtures.factories import World
 
-pytestmark = pytest.mark.embedded
-
 SMALL_LIMIT = 1024
 
 
@@ -83,6 +81,7 @@ class CountingBody:
 
 
 @pytest.mark.parametrize("media_type", list(SAMPLES))
+@pytest.mark.embedded
 async def test_every_allowed_type_round_trips(
     client: httpx.AsyncClient, world: World, media_type: str
 ) -> None:
@@ -240,6 +239,7 @@ async def test_invalid_titles_are_422(
     assert stored_files(settings) == []
 
 
+@pytest.mark.embedded
 async def test_title_is_trimmed(client: httpx.AsyncClient, world: World) -> None:
     body = await uploaded(client, world.auth(world.member), title="  Spaced out  ")
     assert body["title"] == "Spaced out"
@@ -257,6 +257,7 @@ async def test_malformed_multipart_is_400(
 # --- upload size limits ------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_file_at_the_limit_is_accepted(small_client: httpx.AsyncClient, world: World) -> None:
     content = b"x" * SMALL_LIMIT
     body = await uploaded(
@@ -265,6 +266,7 @@ async def test_file_at_the_limit_is_accepted(small_client: httpx.AsyncClient, wo
     assert body["size_bytes"] == SMALL_LIMIT
 
 
+@pytest.mark.embedded
 async def test_one_byte_over_the_limit_is_413(
     small_client: httpx.AsyncClient, world: World, settings: Settings
 ) -> None:
@@ -295,6 +297,7 @@ async def test_large_content_length_is_refused_before_reading(
     assert stored_files(settings) == []
 
 
+@pytest.mark.embedded
 async def test_chunked_body_is_cut_off_once_over_the_bound(
     small_client: httpx.AsyncClient, world: World, settings: Settings
 ) -> None:

@@ -44,9 +44,6 @@ from tests.fixtures.documents import (
 )
 from tests.fixtures.factories import World, bearer, create_company, create_user
 
-pytestmark = pytest.mark.embedded
-
-
 # --- fixtures and helpers ----------------------------------------------------------------------
 
 
@@ -196,6 +193,7 @@ async def test_delete_by_role(
 # --- listing -----------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_list_pages_newest_first_and_filters_status(
     client: httpx.AsyncClient, world: World
 ) -> None:
@@ -257,6 +255,7 @@ async def test_list_and_detail_statement_budget(
 # --- download ----------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_download_headers_and_bytes_round_trip(
     client: httpx.AsyncClient, world: World
 ) -> None:
@@ -280,6 +279,7 @@ async def test_download_headers_and_bytes_round_trip(
     )
 
 
+@pytest.mark.embedded
 async def test_large_text_downloads_intact_whatever_the_encoding(
     client: httpx.AsyncClient, world: World
 ) -> None:
@@ -304,6 +304,7 @@ async def test_detail_carries_the_version_as_etag(
     assert response.headers["etag"] == '"1"'
 
 
+@pytest.mark.embedded
 async def test_missing_bytes_are_404_not_500(
     client: httpx.AsyncClient, world: World, settings: Settings, doc: dict[str, Any]
 ) -> None:
@@ -400,6 +401,7 @@ async def test_same_status_is_not_a_move(
     assert response.json()["version"] == 1  # no change, no new version
 
 
+@pytest.mark.embedded
 async def test_title_and_status_together(
     client: httpx.AsyncClient, world: World, doc: dict[str, Any]
 ) -> None:
@@ -428,6 +430,7 @@ async def test_missing_version_is_428(
     assert "If-Match" in body["detail"]
 
 
+@pytest.mark.embedded
 async def test_stale_version_is_409_and_nothing_is_lost(
     client: httpx.AsyncClient, world: World, doc: dict[str, Any]
 ) -> None:
@@ -558,6 +561,7 @@ async def test_removal_failing_after_commit_leaves_an_orphan_the_sweep_removes(
     assert stored_files(settings) == [kept_key]
 
 
+@pytest.mark.embedded
 async def test_sweep_removes_stale_staged_writes_and_ignores_foreign_files(
     db: AsyncSession, world: World, settings: Settings, storage: FileStorage
 ) -> None:
@@ -577,6 +581,7 @@ async def test_sweep_removes_stale_staged_writes_and_ignores_foreign_files(
     assert storage.path(kept.storage_key).exists()
 
 
+@pytest.mark.embedded
 async def test_a_delete_whose_commit_fails_keeps_row_and_bytes(
     client: httpx.AsyncClient,
     world: World,
@@ -624,6 +629,7 @@ async def test_failed_commit_after_delete_keeps_row_and_bytes(
     assert not storage.path(key).exists()
 
 
+@pytest.mark.embedded
 async def test_failed_flush_on_upload_removes_the_bytes(
     db: AsyncSession, world: World, settings: Settings
 ) -> None:
@@ -694,6 +700,7 @@ async def committed(settings: Settings) -> AsyncIterator[Committed]:
 
 
 @pytest.mark.parametrize("both_read_first", [False, True], ids=["as-scheduled", "both-read-first"])
+@pytest.mark.embedded
 async def test_concurrent_patches_with_one_version_one_wins(
     committed: Committed, monkeypatch: pytest.MonkeyPatch, both_read_first: bool
 ) -> None:
@@ -742,6 +749,7 @@ async def test_concurrent_patches_with_one_version_one_wins(
     assert final["title"] == winner.json()["title"]
 
 
+@pytest.mark.embedded
 async def test_a_change_landing_between_check_and_update_is_409(committed: Committed) -> None:
     """The race the comparison cannot see: both sessions read version 1, one commits, and the
     other's UPDATE (WHERE version = 1) then matches nothing: StaleDataError, answered 409."""

@@ -1,9 +1,6 @@
 """`/metrics` serves the Prometheus counters, unauthenticated and outside the rate limits."""
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-pytestmark = pytest.mark.embedded
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,8 +13,6 @@ from services.simulation_model import simulate
 from tests.fixtures.query_counter import count_statements, uncached_app
 from tests.fixtures.simulations import add_runs, create_stored_simulation, create_workflow, step
 
-pytestmark = pytest.mark.embedded
-
 URL = "/api/v1/simulations"
 PARAMETERS = {"adoption_rate": 0.5, "horizon_months": 4, "ramp_months": 2, "hourly_cost": 50}
 
@@ -64,6 +62,7 @@ async def tenant_data(db, world):
 # --- the numbers ----------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_chro_simulates_from_the_company_data(client, world, tenant_data):
     r = await client.post(URL, json=body(name="Pilot 2026"), headers=world.auth(world.chro))
 
@@ -98,6 +97,7 @@ async def test_chro_simulates_from_the_company_data(client, world, tenant_data):
     assert stored.json() == created
 
 
+@pytest.mark.embedded
 async def test_departments_narrow_the_scope(client, world, tenant_data):
     r = await client.post(
         URL,
@@ -233,6 +233,7 @@ async def test_who_may_list(client, world, role, expected):
     assert r.status_code == expected, r.text
 
 
+@pytest.mark.embedded
 async def test_list_is_company_scoped_and_newest_first(client, db, world):
     from datetime import UTC, datetime, timedelta
 
@@ -285,6 +286,7 @@ async def test_admin_lists_all_or_one_company(client, db, world):
     assert [item["id"] for item in one.json()["items"]] == [theirs.id]
 
 
+@pytest.mark.embedded
 async def test_list_pages(client, db, world):
     for n in range(3):
         await create_stored_simulation(db, world.tenant, name=f"S{n}")
@@ -364,6 +366,7 @@ async def test_malformed_json_is_a_problem_not_a_500(client, world):
     assert r.status_code == 422, r.text
 
 
+@pytest.mark.embedded
 async def test_limits_are_inclusive(client, world):
     edge = body(
         name="x" * 200,
@@ -431,6 +434,7 @@ async def test_list_and_detail_statements(db, world, settings, connection):
 # --- cache ------------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_a_simulation_is_read_from_the_cache_the_second_time(app, client, db, world):
     simulation = await create_stored_simulation(db, world.tenant)
     await db.commit()

@@ -10,8 +10,6 @@ from models import User
 from tests.fixtures.factories import PASSWORD, create_user
 from tests.fixtures.problems import assert_problem, use_cheap_hashing
 
-pytestmark = pytest.mark.embedded
-
 USERS = "/api/v1/users"
 AUTOCOMPLETE = USERS + "/autocomplete"
 
@@ -115,6 +113,7 @@ async def test_admin_lists_all_or_one_company(client, world):
     assert set(only_b) == {world.other_chro.id, world.outsider.id}
 
 
+@pytest.mark.embedded
 async def test_list_envelope_and_pages(client, world):
     headers = world.auth(world.chro)
     r = await client.get(USERS, params={"page_size": 2}, headers=headers)
@@ -140,6 +139,7 @@ async def test_bad_list_parameters_are_422(client, world, params):
     assert_problem(await client.get(USERS, params=params, headers=world.auth(world.chro)), 422)
 
 
+@pytest.mark.embedded
 async def test_list_filters(client, world, db):
     await create_user(
         db, world.tenant, Role.MEMBER, full_name="Zoe 100%_Real", email="zoe@tenant-a.example"
@@ -172,6 +172,7 @@ async def test_list_filters(client, world, db):
 # --- autocomplete -----------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_autocomplete_prefix_of_name_or_email_case_insensitive(client, world, db):
     await create_user(db, world.tenant, full_name="Bob Builder", email="mason@tenant-a.example")
     await create_user(db, world.tenant, full_name="Mallory", email="mal@tenant-a.example")
@@ -207,6 +208,7 @@ async def test_autocomplete_limit_caps_at_20(client, world, db):
     assert_problem(r, 422)
 
 
+@pytest.mark.embedded
 async def test_autocomplete_wildcards_are_literal(client, world, db):
     await create_user(db, world.tenant, full_name="50%_Percent", email="pct@tenant-a.example")
     await create_user(db, world.tenant, full_name="5000 Other", email="five@tenant-a.example")
@@ -241,6 +243,7 @@ async def test_autocomplete_bad_parameters_are_422(client, world, params):
 # --- create -----------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded
 async def test_chro_creates_a_user_in_its_company(client, world, db):
     body = new_user(
         email="New.Person@Tenant-A.EXAMPLE", department="Sales", job_title="Rep", role="chro"
@@ -265,6 +268,7 @@ async def test_chro_creates_a_user_in_its_company(client, world, db):
 
 
 @pytest.mark.parametrize("email", ["mia@x.example", "MIA@X.EXAMPLE", "Mia@x.example"])
+@pytest.mark.embedded
 async def test_duplicate_email_in_any_case_is_409(client, world, db, email):
     await create_user(db, world.other_tenant, email="mia@x.example")
     await db.commit()
@@ -375,6 +379,7 @@ async def test_chro_updates_a_user_partially(client, world, db):
     assert body["full_name"] == "Mia Member"
 
 
+@pytest.mark.embedded
 async def test_chro_changes_a_password(client, world):
     r = await client.patch(
         f"{USERS}/{world.member.id}",
@@ -388,6 +393,7 @@ async def test_chro_changes_a_password(client, world):
     assert (await client.post("/api/v1/auth/token", data=form)).status_code == 200
 
 
+@pytest.mark.embedded
 async def test_email_taken_by_another_user_is_409(client, world, db):
     r = await client.patch(
         f"{USERS}/{world.member.id}",
@@ -458,6 +464,7 @@ async def test_chro_may_update_itself_otherwise(client, world):
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.embedded
 async def test_delete_deactivates_and_the_user_can_no_longer_log_in(client, world, db):
     r = await client.delete(f"{USERS}/{world.other_member.id}", headers=world.auth(world.chro))
     assert r.status_code == 204

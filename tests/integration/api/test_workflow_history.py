@@ -19,8 +19,6 @@ from tests.fixtures.factories import World
 from tests.fixtures.problems import assert_problem
 from tests.fixtures.workflows import create_run, create_workflow
 
-pytestmark = pytest.mark.embedded
-
 
 def iso(moment: datetime) -> str:
     return moment.isoformat()
@@ -145,6 +143,7 @@ async def record(
     return await client.post(runs_url(workflow.id), json=body, headers=world.auth(world.member))
 
 
+@pytest.mark.embedded
 async def test_started_at_defaults_to_now(
     client: httpx.AsyncClient, world: World, workflow: Workflow
 ) -> None:
@@ -158,6 +157,7 @@ async def test_started_at_defaults_to_now(
     assert body["duration_seconds"] is None
 
 
+@pytest.mark.embedded
 async def test_a_duration_alone_means_the_run_just_ended(
     client: httpx.AsyncClient, world: World, workflow: Workflow
 ) -> None:
@@ -234,6 +234,7 @@ T0 = datetime(2025, 3, 4, 8, 30, 15, 250_000, tzinfo=UTC)
         ),
     ],
 )
+@pytest.mark.embedded
 async def test_times_are_completed_from_each_other(
     client: httpx.AsyncClient,
     db: AsyncSession,
@@ -499,6 +500,7 @@ async def test_admin_reads_any_tenant_and_unknown_users_are_404(
     )
 
 
+@pytest.mark.embedded
 async def test_an_empty_history(client: httpx.AsyncClient, world: World) -> None:
     r = await client.get(history_url(world.member.id), headers=world.auth(world.member))
     assert r.json() == {"items": [], "next_cursor": None}
@@ -559,6 +561,7 @@ async def walk(
 
 
 @pytest.mark.parametrize("limit", [1, 5, 6, 23, 100])
+@pytest.mark.embedded
 async def test_pages_cover_every_run_once_in_order(
     client: httpx.AsyncClient, db: AsyncSession, world: World, workflow: Workflow, limit: int
 ) -> None:
@@ -572,6 +575,7 @@ async def test_pages_cover_every_run_once_in_order(
     assert names == {"Month-end close", "Payroll"}
 
 
+@pytest.mark.embedded
 async def test_new_runs_do_not_shift_later_pages(
     client: httpx.AsyncClient, db: AsyncSession, world: World, workflow: Workflow
 ) -> None:
@@ -588,6 +592,7 @@ async def test_new_runs_do_not_shift_later_pages(
     assert ids == expected[:20]
 
 
+@pytest.mark.embedded
 async def test_a_deep_page_costs_what_the_first_costs(
     client: httpx.AsyncClient,
     db: AsyncSession,
@@ -721,6 +726,7 @@ async def test_bad_cursors_are_400(client: httpx.AsyncClient, world: World, case
     assert "cursor" in body["detail"]
 
 
+@pytest.mark.embedded
 async def test_a_valid_cursor_is_accepted(client: httpx.AsyncClient, world: World) -> None:
     codec = CursorCodec(world.settings.secret_key.get_secret_value().encode(), CURSOR_PURPOSE)
     cursor = codec.encode(["2025-06-01T12:00:00+00:00", 5])

@@ -21,7 +21,6 @@ from tests.fixtures.logs import captured_logs
 PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 
 
-@pytest.mark.embedded
 def test_json_in_production_and_readable_lines_in_development():
     production = Settings(
         _env_file=None, environment=Environment.PRODUCTION, secret_key=PRODUCTION_SECRET
@@ -52,7 +51,6 @@ def test_json_in_production_and_readable_lines_in_development():
         json.loads(line)
 
 
-@pytest.mark.embedded
 def test_standard_library_loggers_go_through_the_same_pipeline():
     with captured_logs("INFO") as logs:
         structlog.get_logger("etter.demo").info("from_structlog")
@@ -78,7 +76,7 @@ def test_standard_library_loggers_go_through_the_same_pipeline():
     ]
 
 
-@pytest.mark.embedded
+@pytest.mark.own_app
 async def test_passwords_tokens_and_cookies_never_reach_the_log(app, client, world):
     token = world.auth(world.member)["Authorization"].removeprefix("Bearer ")
     cookie = "session-cookie-value-7f3a9c"

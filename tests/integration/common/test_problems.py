@@ -23,8 +23,6 @@ from tests.fixtures.apps import add_test_route, client_for, running_app
 from tests.fixtures.logs import captured_logs
 from tests.fixtures.problems import assert_problem
 
-pytestmark = pytest.mark.embedded
-
 NOT_FOUND = "urn:etter:problem:not-found"
 
 
@@ -34,6 +32,7 @@ def access_event(logs, request_id: str) -> dict:
     return matching[0]
 
 
+@pytest.mark.embedded
 async def test_404_422_429_500_are_problems_whose_log_events_carry_the_same_id(
     settings, connection
 ):
@@ -82,6 +81,7 @@ async def test_an_incoming_request_id_is_the_one_in_the_problem(client):
     assert assert_problem(response, 404)["request_id"] == "client-id-1234"
 
 
+@pytest.mark.embedded
 async def test_a_service_not_found_is_the_same_404_problem(client, world):
     response = await client.get("/api/v1/users/2147483647", headers=world.auth(world.member))
     assert assert_problem(response, 404)["type"] == NOT_FOUND
@@ -118,6 +118,7 @@ async def test_method_not_allowed_keeps_its_allow_header(client):
         (EtterError(), 500, "internal-error"),
     ],
 )
+@pytest.mark.own_app
 async def test_each_error_a_service_raises_has_its_status_and_type(
     app, client, error, status, slug
 ):

@@ -16,8 +16,6 @@ from tests.fixtures.apps import add_test_route
 from tests.fixtures.factories import create_user
 from tests.fixtures.logs import captured_logs
 
-pytestmark = pytest.mark.embedded
-
 
 def vary(response) -> set[str]:
     return {part.strip().lower() for part in response.headers.get("vary", "").split(",")}
@@ -60,6 +58,7 @@ async def test_small_bodies_are_sent_as_they_are(client):
     assert "content-encoding" not in response.headers
 
 
+@pytest.mark.own_app
 async def test_the_threshold_is_gzip_min_size(app, client, settings):
     minimum = settings.gzip_min_size
     assert minimum == 1024
@@ -78,6 +77,7 @@ async def test_the_threshold_is_gzip_min_size(app, client, settings):
 
 
 @pytest.mark.parametrize("accept", ["gzip;q=0, identity", "identity", "br", ""])
+@pytest.mark.own_app
 async def test_clients_that_do_not_accept_gzip_get_identity(app, client, accept):
     async def big() -> PlainTextResponse:
         return PlainTextResponse("b" * 5000)
@@ -88,6 +88,7 @@ async def test_clients_that_do_not_accept_gzip_get_identity(app, client, accept)
     assert int(response.headers["content-length"]) == 5000
 
 
+@pytest.mark.own_app
 async def test_an_encoded_body_is_not_compressed_again(app, client):
     document = b'{"data": "' + b"z" * 4000 + b'"}'
     encoded = gzip.compress(document)
@@ -104,6 +105,7 @@ async def test_an_encoded_body_is_not_compressed_again(app, client):
     assert response.content == document  # one decoding gives the document back
 
 
+@pytest.mark.own_app
 async def test_already_compressed_formats_are_left_alone(app, client):
     async def pdf() -> Response:
         return Response(b"%PDF-1.7\n" + bytes(range(256)) * 40, media_type="application/pdf")
@@ -113,6 +115,7 @@ async def test_already_compressed_formats_are_left_alone(app, client):
     assert "content-encoding" not in response.headers
 
 
+@pytest.mark.own_app
 async def test_a_streamed_download_is_compressed_as_it_goes_not_buffered(app):
     first_chunk_delivered = asyncio.Event()
 

@@ -12,8 +12,6 @@ from api.deps import CurrentUser
 from tests.fixtures.apps import add_test_route, client_for, running_app
 from tests.fixtures.logs import captured_logs
 
-pytestmark = pytest.mark.embedded
-
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -81,6 +79,7 @@ async def test_unmatched_route_is_logged_without_a_template(client):
     assert event["status"] == 404
 
 
+@pytest.mark.own_app
 async def test_every_event_while_serving_carries_request_id_and_user(app, client, world):
     async def whoami(principal: CurrentUser) -> dict[str, int]:
         structlog.get_logger("etter.test").info("structlog_inside")

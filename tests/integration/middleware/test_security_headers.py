@@ -7,8 +7,6 @@ from fastapi.responses import JSONResponse
 
 from tests.fixtures.apps import add_test_route
 
-pytestmark = pytest.mark.embedded
-
 BASE = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
@@ -33,6 +31,7 @@ async def test_the_docs_page_is_not_broken_by_the_api_policy(client):
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.own_app
 async def test_a_header_set_by_the_route_wins(app, client):
     async def embeddable() -> JSONResponse:
         return JSONResponse({}, headers={"X-Frame-Options": "SAMEORIGIN"})
@@ -42,6 +41,7 @@ async def test_a_header_set_by_the_route_wins(app, client):
     assert response.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
 
 
+@pytest.mark.own_app
 async def test_even_the_last_resort_500_carries_them(app, client):
     async def boom() -> None:
         raise RuntimeError("boom")

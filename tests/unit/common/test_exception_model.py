@@ -10,8 +10,6 @@ import pytest
 from common import exceptions
 from common.exceptions import EtterError, problem_type, problem_type_for_status
 
-pytestmark = pytest.mark.embedded
-
 SERVICES = Path(__file__).resolve().parents[3] / "services"
 
 

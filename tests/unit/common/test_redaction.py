@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from common.structured_logger import REDACTED, redact_secrets
-
-pytestmark = pytest.mark.embedded
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVl"
 

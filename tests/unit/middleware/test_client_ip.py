@@ -8,8 +8,6 @@ import pytest
 
 from middleware.client_ip import client_ip_of, parse_address, resolve_client_ip
 
-pytestmark = pytest.mark.embedded
-
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"), ip_network("2001:db8::/32"))
 
 

@@ -11,13 +11,11 @@ from limits.errors import StorageError
 from prometheus_client import REGISTRY
 
 from common.rate_limits import Policy, RateLimitBackend, Verdict, account_key
-from common.security import create_access_token
+from common.security import TokenVerifier, create_access_token
 from common.structured_logger import configure_logging
 from middleware.compression import refuses_gzip
 from middleware.rate_limiter import TokenUsers, bearer_token, header_values
 from settings.config import Settings
-
-pytestmark = pytest.mark.embedded
 
 SECRET = "unit-test-secret-key-that-is-long-enough-for-hs256-000"
 # Exact counts are asserted on hourly windows: the sliding-window counter may let one extra hit
@@ -140,24 +138,22 @@ def test_bearer_token(header, token):
 
 def test_token_users_checks_a_signature_once_and_never_caches_junk(monkeypatch):
     settings = Settings(_env_file=None, secret_key=SECRET)
-    users = TokenUsers(settings, size=2)
+    users = TokenUsers(settings, TokenVerifier(settings, size=2))
     calls = []
-    from middleware import rate_limiter
+    from common import security
 
-    real = rate_limiter.decode_access_token
-    monkeypatch.setattr(
-        rate_limiter, "decode_access_token", lambda s, t: calls.append(t) or real(s, t)
-    )
+    real = security.decode_access_token
+    monkeypatch.setattr(security, "decode_access_token", lambda s, t: calls.append(t) or real(s, t))
     tokens = [create_access_token(settings, user_id).token for user_id in (1, 2, 3)]
     assert [users.user_id(tokens[0]) for _ in range(3)] == [1, 1, 1]
     assert len(calls) == 1
     assert users.user_id("junk.token.value") is None
     assert users.user_id("junk.token.value") is None
     assert len(calls) == 3
-    assert "junk.token.value" not in users._users
+    assert "junk.token.value" not in users.tokens._claims
     assert users.user_id(tokens[1]) == 2
     assert users.user_id(tokens[2]) == 3
-    assert tokens[0] not in users._users  # the oldest made room
+    assert tokens[0] not in users.tokens._claims  # the oldest made room
     forged = tokens[1][:-2] + ("AA" if not tokens[1].endswith("AA") else "BB")
     assert users.user_id(forged) is None
 
@@ -199,16 +195,14 @@ def test_token_users_by_header_checks_once_and_never_caches_junk(monkeypatch):
     settings = Settings(_env_file=None, secret_key=SECRET)
     users = TokenUsers(settings)
     calls = []
-    from middleware import rate_limiter
+    from common import security
 
-    real = rate_limiter.decode_access_token
-    monkeypatch.setattr(
-        rate_limiter, "decode_access_token", lambda s, t: calls.append(t) or real(s, t)
-    )
+    real = security.decode_access_token
+    monkeypatch.setattr(security, "decode_access_token", lambda s, t: calls.append(t) or real(s, t))
     token = create_access_token(settings, 7).token
     header = f"Bearer {token}".encode()
     assert [users.user_for_header(header) for _ in range(3)] == [7, 7, 7]
     assert len(calls) == 1
     for junk in (b"Bearer junk.token.value", b"Basic dXNlcg==", b"Bearer "):
         assert users.user_for_header(junk) is None
-        assert junk not in users._by_header
+        assert junk.partition(b" ")[2].decode() not in users.tokens._claims

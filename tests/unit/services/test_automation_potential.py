@@ -7,8 +7,6 @@ import pytest
 from schemas.workflows import WorkflowStep
 from services.workflows import automation_potential
 
-pytestmark = pytest.mark.embedded
-
 
 def steps(*pairs: tuple[float, float]) -> list[WorkflowStep]:
     return [

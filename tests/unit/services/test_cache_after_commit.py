@@ -13,8 +13,6 @@ from common.exceptions import ConflictError
 from common.problems import install_problem_handlers
 from common.transactions import SESSION_STATE_KEY, TransactionalRoute, after_commit
 
-pytestmark = pytest.mark.embedded
-
 
 class Recorder:
     def __init__(self) -> None:

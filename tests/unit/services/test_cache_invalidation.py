@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from services import cache_invalidation as invalidation
 from services.cache_service import RequestCache
-
-pytestmark = pytest.mark.embedded
 
 
 def queued(event, *args: int) -> frozenset[str]:

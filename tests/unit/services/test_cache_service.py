@@ -31,8 +31,6 @@ from services.cache_service import (
 from tests.conftest import make_settings
 from tests.fixtures.cache import CacheCounts
 
-pytestmark = pytest.mark.embedded
-
 
 class Item(BaseModel):
     id: int

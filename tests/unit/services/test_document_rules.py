@@ -18,9 +18,6 @@ from common.upload_policy import (
     safe_filename,
 )
 
-pytestmark = pytest.mark.embedded
-
-
 # --- declared types ----------------------------------------------------------------------------
 
 

@@ -13,8 +13,6 @@ from services.simulation_model import (
     simulate,
 )
 
-pytestmark = pytest.mark.embedded
-
 
 def steps(*pairs: tuple[float, float]) -> list[dict[str, float | str]]:
     return [

@@ -13,8 +13,6 @@ import pytest
 from common.exceptions import PayloadTooLargeError, UnsupportedMediaTypeError
 from common.storage import CHUNK_SIZE, KEY_PATTERN, FileStorage
 
-pytestmark = pytest.mark.embedded
-
 HEX = "0123456789abcdef" * 2
 
 
