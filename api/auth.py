@@ -1,43 +1,56 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Form, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import Depends, Form, Request, status
 
-from api.deps import AuthServiceDep, CurrentAccount, CurrentUser
+from api.deps import AuthServiceDep, CurrentAccount, CurrentUser, LoginFailuresDep
 from api.routers import resource_router
+from common.exceptions import AuthenticationError, PayloadTooLargeError
 from schemas.auth import PasswordChange, Token
 from schemas.users import User
 
 router = resource_router("/auth", "auth")
 
+# A login form is a few hundred bytes: a larger one is refused.
+MAX_LOGIN_BODY = 16 * 1024
 
-async def password_form(
-    username: Annotated[str, Form()],
+
+@dataclass(frozen=True, slots=True)
+class LoginForm:
+    username: str
+    password: str
+
+
+async def login_form(
+    request: Request,
+    username: Annotated[str, Form(description="the account's email address")],
     password: Annotated[str, Form(json_schema_extra={"format": "password"})],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     scope: Annotated[str, Form()] = "",
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
-) -> OAuth2PasswordRequestForm:
-    """OAuth2PasswordRequestForm's fields, read by an async dependency: the class itself, as a
-    dependency, would be called in a worker thread on every login."""
-    return OAuth2PasswordRequestForm(
-        grant_type=grant_type,
-        username=username,
-        password=password,
-        scope=scope,
-        client_id=client_id,
-        client_secret=client_secret,
-    )
+) -> LoginForm:
+    """The OAuth2 password form (what `OAuth2PasswordRequestForm` reads), as an async
+    dependency: a class dependency would run in the thread pool on every login."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_LOGIN_BODY:
+        raise PayloadTooLargeError("The login form is larger than any login needs.")
+    return LoginForm(username, password)
 
 
 @router.post("/token", response_model=Token, summary="Log in: email and password for a token")
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends(password_form)], auth: AuthServiceDep
+    form: Annotated[LoginForm, Depends(login_form)],
+    auth: AuthServiceDep,
+    failures: LoginFailuresDep,
 ) -> Token:
-    issued = await auth.login(form.username, form.password)
+    try:
+        issued = await auth.login(form.username, form.password)
+    except AuthenticationError:
+        await failures.failed(form.username)  # 429 instead, past the account's quota
+        raise
     return Token(access_token=issued.token, expires_in=issued.expires_in)
 
 

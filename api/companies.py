@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from api.deps import CompanyServiceDep
+from api.deps import IdPath, ServiceDep
 from api.http_cache import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
@@ -19,9 +19,9 @@ from common.request_deps import PageParams
 from common.validators import CountryCode, SearchTerm
 from schemas.base import Page
 from schemas.companies import Company, CompanyCreate, CompanyUpdate
+from services.companies import CompanyService
 
 router = resource_router("/companies", "companies")
-CompanyId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.get(
@@ -29,7 +29,7 @@ CompanyId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 )
 async def list_companies(
     request: Request,
-    companies: CompanyServiceDep,
+    companies: ServiceDep[CompanyService],
     page: PageParams,
     q: Annotated[SearchTerm | None, Query(description="part of the name")] = None,
     industry: Annotated[SearchTerm | None, Query()] = None,
@@ -42,7 +42,7 @@ async def list_companies(
 
 @router.get("/{company_id}", response_model=Company, responses=NOT_MODIFIED)
 async def get_company(
-    request: Request, company_id: CompanyId, companies: CompanyServiceDep
+    request: Request, company_id: IdPath, companies: ServiceDep[CompanyService]
 ) -> object:
     return etag_response(request, await companies.detail(company_id))
 
@@ -55,7 +55,7 @@ async def get_company(
     responses=with_idempotency(),
 )
 async def create_company(
-    data: CompanyCreate, companies: CompanyServiceDep, request: Request, response: Response
+    data: CompanyCreate, companies: ServiceDep[CompanyService], request: Request, response: Response
 ) -> object:
     company = await companies.create(data)
     set_location(request, response, "get_company", company_id=company.id)
@@ -64,9 +64,9 @@ async def create_company(
 
 @router.patch("/{company_id}", response_model=Company, responses=PRECONDITION_FAILED)
 async def update_company(
-    company_id: CompanyId,
+    company_id: IdPath,
     data: CompanyUpdate,
-    companies: CompanyServiceDep,
+    companies: ServiceDep[CompanyService],
     response: Response,
     if_match: IfMatch = None,
 ) -> object:

@@ -1,23 +1,34 @@
-"""Auth dependencies and the service aliases that routes declare."""
+"""What routes declare in their signatures: the caller, the request's cache, the services, and
+the path and query aliases every resource shares.
+
+Every dependency here is `async def`: a sync one would hop to the thread pool on every request.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from common.principal import Principal
+from common.rate_limits import LoginFailures
 from common.request_deps import SessionDep, SettingsDep
 from common.structured_logger import bind_user
 from common.transactions import after_commit
+from common.validators import MAX_ID
 from schemas.users import User
 from services.auth import AuthService
+from services.base_service import BaseService
 from services.cache_service import RequestCache
-from services.companies import CompanyService
-from services.users import UserService
 
 API_PREFIX = "/api/v1"
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+# The admin's filter on the lists (and its choice of dashboard); ignored for everyone else.
+CompanyFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one company")]
 
 # auto_error=False: a missing token is answered by our own 401 problem, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
@@ -48,6 +59,7 @@ CacheDep = Annotated[RequestCache, Depends(get_request_cache)]
 async def get_auth_service(
     session: SessionDep, settings: SettingsDep, cache: CacheDep
 ) -> AuthService:
+    """The one service that serves callers not yet authenticated (it authenticates them)."""
     return AuthService(session, settings, cache)
 
 
@@ -82,17 +94,32 @@ async def get_account(request: Request, principal: CurrentUser) -> User:
 CurrentAccount = Annotated[User, Depends(get_account)]
 
 
-async def get_company_service(
-    session: SessionDep, principal: CurrentUser, cache: CacheDep
-) -> CompanyService:
-    return CompanyService(session, principal, cache)
+async def get_login_failures(request: Request) -> LoginFailures:
+    """The per-account limit on failed logins, for the token route (`create_app` builds it)."""
+    return request.app.state.login_failures
 
 
-async def get_user_service(
-    session: SessionDep, principal: CurrentUser, cache: CacheDep
-) -> UserService:
-    return UserService(session, principal, cache)
+LoginFailuresDep = Annotated[LoginFailures, Depends(get_login_failures)]
+
+S = TypeVar("S", bound=BaseService[Any])
 
 
-CompanyServiceDep = Annotated[CompanyService, Depends(get_company_service)]
-UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+@functools.cache
+def service_dependency(service: type[S]) -> Callable[..., Awaitable[S]]:
+    """The dependency that builds `service` for the request's caller (one per class, so that
+    FastAPI's per-request dependency cache shares one instance within a request)."""
+
+    async def build(
+        session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
+    ) -> S:
+        return service.for_request(session, principal, settings, cache)
+
+    build.__name__ = build.__qualname__ = f"get_{service.__name__}"
+    return build
+
+
+class ServiceDep:
+    """`users: ServiceDep[UserService]` in a route's signature: the service for the caller."""
+
+    def __class_getitem__(cls, service: type[S]) -> Any:
+        return Annotated[service, Depends(service_dependency(service))]

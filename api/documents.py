@@ -20,11 +20,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import (
-    Depends,
     File,
     Form,
     Header,
-    Path,
     Query,
     Request,
     Response,
@@ -34,12 +32,12 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive
 
-from api.deps import CacheDep, CurrentUser
+from api.deps import CompanyFilter, IdPath, ServiceDep
 from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.enums import DocumentStatus
 from common.exceptions import BadRequestError, PayloadTooLargeError
-from common.request_deps import PageParams, SessionDep, SettingsDep
+from common.request_deps import PageParams
 from common.transactions import TransactionalRoute, after_commit
 from common.validators import Name
 from schemas.base import Page
@@ -48,20 +46,10 @@ from schemas.problems import Problem
 from services.documents import DocumentService
 
 router = resource_router("/documents", "documents")
-DocumentId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 # Room for the multipart framing around the file: boundaries, part headers, the title field.
 MULTIPART_ALLOWANCE = 64 * 1024
 STRONG_ETAG = re.compile(r'"([0-9]{1,10})"')
-
-
-async def get_document_service(
-    session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
-) -> DocumentService:
-    return DocumentService(session, principal, settings, cache)
-
-
-DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]
 
 
 def problem(description: str) -> dict[str, Any]:
@@ -73,12 +61,10 @@ def problem(description: str) -> dict[str, Any]:
 
 @router.get("", response_model=Page[Document], summary="The company's documents, newest first")
 async def list_documents(
-    documents: DocumentServiceDep,
+    documents: ServiceDep[DocumentService],
     page: PageParams,
     status: Annotated[DocumentStatus | None, Query()] = None,
-    company_id: Annotated[
-        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
-    ] = None,
+    company_id: CompanyFilter = None,
 ) -> object:
     return await documents.list(page, status=status, company_id=company_id)
 
@@ -89,7 +75,7 @@ async def list_documents(
     summary="A document's metadata; the ETag is its version",
 )
 async def get_document(
-    document_id: DocumentId, documents: DocumentServiceDep, response: Response
+    document_id: IdPath, documents: ServiceDep[DocumentService], response: Response
 ) -> object:
     document = await documents.get(document_id)
     response.headers["ETag"] = etag(document.version)
@@ -109,7 +95,7 @@ async def get_document(
     },
 )
 async def download_document(
-    document_id: DocumentId, documents: DocumentServiceDep
+    document_id: IdPath, documents: ServiceDep[DocumentService]
 ) -> StreamingResponse:
     content = await documents.open_content(document_id)
     document = content.document
@@ -188,7 +174,7 @@ def upload_too_large(max_upload_bytes: int) -> PayloadTooLargeError:
 async def upload_document(
     request: Request,
     response: Response,
-    documents: DocumentServiceDep,
+    documents: ServiceDep[DocumentService],
     file: Annotated[UploadFile, File(description="the document (see the allowed types)")],
     title: Annotated[Name, Form()],
 ) -> object:
@@ -229,9 +215,9 @@ router.add_api_route(
     },
 )
 async def update_document(
-    document_id: DocumentId,
+    document_id: IdPath,
     data: DocumentUpdate,
-    documents: DocumentServiceDep,
+    documents: ServiceDep[DocumentService],
     response: Response,
     if_match: Annotated[
         str | None, Header(description='the ETag you read, e.g. "3"', max_length=100)
@@ -249,7 +235,7 @@ async def update_document(
     summary="Delete the record and its bytes",
 )
 async def delete_document(
-    document_id: DocumentId, documents: DocumentServiceDep, request: Request
+    document_id: IdPath, documents: ServiceDep[DocumentService], request: Request
 ) -> None:
     # The bytes go last: after the commit, never after a rollback (services/documents.py).
     await documents.delete(document_id, after_commit=functools.partial(after_commit, request))

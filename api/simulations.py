@@ -1,38 +1,24 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import Request, Response, status
 
-from fastapi import Depends, Path, Query, Request, Response, status
-
-from api.deps import CacheDep, CurrentUser
+from api.deps import CompanyFilter, IdPath, ServiceDep
 from api.http_cache import NOT_MODIFIED, etag_response
 from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
-from common.request_deps import PageParams, SessionDep
+from common.request_deps import PageParams
 from schemas.base import Page
 from schemas.simulations import Simulation, SimulationCreate, SimulationSummary
 from services.simulations import SimulationService
 
 router = resource_router("/simulations", "simulations")
-SimulationId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-
-
-async def get_simulation_service(
-    session: SessionDep, principal: CurrentUser, cache: CacheDep
-) -> SimulationService:
-    return SimulationService(session, principal, cache)
-
-
-SimulationServiceDep = Annotated[SimulationService, Depends(get_simulation_service)]
 
 
 @router.get("", response_model=Page[SimulationSummary], summary="Simulations, newest first")
 async def list_simulations(
-    simulations: SimulationServiceDep,
+    simulations: ServiceDep[SimulationService],
     page: PageParams,
-    company_id: Annotated[
-        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
-    ] = None,
+    company_id: CompanyFilter = None,
 ) -> object:
     return await simulations.list(page, company_id=company_id)
 
@@ -44,7 +30,7 @@ async def list_simulations(
     summary="A simulation and its results",
 )
 async def get_simulation(
-    request: Request, simulation_id: SimulationId, simulations: SimulationServiceDep
+    request: Request, simulation_id: IdPath, simulations: ServiceDep[SimulationService]
 ) -> object:
     return etag_response(request, await simulations.detail(simulation_id))
 
@@ -59,7 +45,7 @@ async def get_simulation(
 )
 async def create_simulation(
     data: SimulationCreate,
-    simulations: SimulationServiceDep,
+    simulations: ServiceDep[SimulationService],
     request: Request,
     response: Response,
 ) -> object:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from api.deps import UserServiceDep
+from api.deps import CompanyFilter, IdPath, ServiceDep
 from api.http_cache import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
@@ -20,21 +20,19 @@ from common.request_deps import PageParams
 from common.validators import SearchTerm, ShortText
 from schemas.base import Page
 from schemas.users import User, UserCreate, UserSuggestion, UserUpdate
+from services.users import UserService
 
 router = resource_router("/users", "users")
-UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.get("", response_model=Page[User], summary="Users of the caller's company")
 async def list_users(
-    users: UserServiceDep,
+    users: ServiceDep[UserService],
     page: PageParams,
     department: Annotated[ShortText | None, Query()] = None,
     role: Annotated[Role | None, Query()] = None,
     q: Annotated[SearchTerm | None, Query(description="start of the name or email")] = None,
-    company_id: Annotated[
-        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
-    ] = None,
+    company_id: CompanyFilter = None,
 ) -> object:
     return await users.list(page, department=department, role=role, q=q, company_id=company_id)
 
@@ -47,7 +45,7 @@ async def list_users(
 )
 async def autocomplete_users(
     request: Request,
-    users: UserServiceDep,
+    users: ServiceDep[UserService],
     q: Annotated[SearchTerm, Query(min_length=2)],
     limit: Annotated[int, Query(ge=1, le=20)] = 10,
 ) -> object:
@@ -55,7 +53,7 @@ async def autocomplete_users(
 
 
 @router.get("/{user_id}", response_model=User, responses=NOT_MODIFIED)
-async def get_user(request: Request, user_id: UserId, users: UserServiceDep) -> object:
+async def get_user(request: Request, user_id: IdPath, users: ServiceDep[UserService]) -> object:
     return etag_response(request, User.model_validate(await users.get(user_id)))
 
 
@@ -67,7 +65,7 @@ async def get_user(request: Request, user_id: UserId, users: UserServiceDep) -> 
     responses=with_idempotency(),
 )
 async def create_user(
-    data: UserCreate, users: UserServiceDep, request: Request, response: Response
+    data: UserCreate, users: ServiceDep[UserService], request: Request, response: Response
 ) -> object:
     user = await users.create(data)
     set_location(request, response, "get_user", user_id=user.id)
@@ -76,9 +74,9 @@ async def create_user(
 
 @router.patch("/{user_id}", response_model=User, responses=PRECONDITION_FAILED)
 async def update_user(
-    user_id: UserId,
+    user_id: IdPath,
     data: UserUpdate,
-    users: UserServiceDep,
+    users: ServiceDep[UserService],
     response: Response,
     if_match: IfMatch = None,
 ) -> object:
@@ -88,5 +86,5 @@ async def update_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Deactivate")
-async def deactivate_user(user_id: UserId, users: UserServiceDep) -> None:
+async def deactivate_user(user_id: IdPath, users: ServiceDep[UserService]) -> None:
     await users.deactivate(user_id)

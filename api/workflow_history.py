@@ -2,30 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from api.deps import CacheDep, CurrentUser
+from api.deps import IdPath, ServiceDep
 from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
-from common.pagination import CursorCodec
-from common.request_deps import SessionDep, SettingsDep
 from schemas.base import CursorPage
 from schemas.problems import Problem
 from schemas.workflows import WorkflowRun, WorkflowRunCreate
-from services.workflow_history import CURSOR_PURPOSE, WorkflowHistoryService
+from services.workflow_history import WorkflowHistoryService
 
 router = resource_router("", "workflow-history")
-Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
-
-
-async def get_history_service(
-    session: SessionDep, principal: CurrentUser, settings: SettingsDep, cache: CacheDep
-) -> WorkflowHistoryService:
-    cursors = CursorCodec(settings.secret_key.get_secret_value().encode(), CURSOR_PURPOSE)
-    return WorkflowHistoryService(session, principal, cursors, cache)
-
-
-HistoryServiceDep = Annotated[WorkflowHistoryService, Depends(get_history_service)]
 
 
 @router.post(
@@ -39,9 +26,9 @@ HistoryServiceDep = Annotated[WorkflowHistoryService, Depends(get_history_servic
     ),
 )
 async def record_workflow_run(
-    workflow_id: Id,
+    workflow_id: IdPath,
     data: WorkflowRunCreate,
-    history: HistoryServiceDep,
+    history: ServiceDep[WorkflowHistoryService],
     request: Request,
     response: Response,
 ) -> object:
@@ -58,8 +45,8 @@ async def record_workflow_run(
     responses={400: {"model": Problem, "description": "The cursor is not valid"}},
 )
 async def list_user_workflow_history(
-    user_id: Id,
-    history: HistoryServiceDep,
+    user_id: IdPath,
+    history: ServiceDep[WorkflowHistoryService],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> object:

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi import status as http_status
 
-from api.deps import CacheDep, CurrentUser
+from api.deps import CompanyFilter, IdPath, ServiceDep
 from api.http_cache import NOT_MODIFIED, PRECONDITION_FAILED, IfMatch, check_if_match, etag_response
 from api.idempotency import Idempotent, with_idempotency
 from api.routers import resource_router, set_location
 from common.enums import WorkflowStatus
-from common.request_deps import PageParams, SessionDep
+from common.request_deps import PageParams
 from common.validators import SearchTerm, ShortText
 from schemas.base import Page
 from schemas.problems import Problem
@@ -24,31 +24,19 @@ from schemas.workflows import (
 from services.workflows import WorkflowService
 
 router = resource_router("/workflows", "workflows")
-WorkflowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 NAME_TAKEN: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "The company already has a workflow of that name"}
 }
 
 
-async def get_workflow_service(
-    session: SessionDep, principal: CurrentUser, cache: CacheDep
-) -> WorkflowService:
-    return WorkflowService(session, principal, cache)
-
-
-WorkflowServiceDep = Annotated[WorkflowService, Depends(get_workflow_service)]
-
-
 @router.get("", response_model=Page[WorkflowSummary], summary="Workflows of the caller's company")
 async def list_workflows(
-    workflows: WorkflowServiceDep,
+    workflows: ServiceDep[WorkflowService],
     page: PageParams,
     department: Annotated[ShortText | None, Query()] = None,
     status: Annotated[WorkflowStatus | None, Query()] = None,
     q: Annotated[SearchTerm | None, Query(description="part of the name, any case")] = None,
-    company_id: Annotated[
-        int | None, Query(ge=1, le=2_147_483_647, description="admin only: one company")
-    ] = None,
+    company_id: CompanyFilter = None,
 ) -> object:
     return await workflows.list(
         page, department=department, status=status, q=q, company_id=company_id
@@ -62,7 +50,7 @@ async def list_workflows(
     summary="Steps, automation potential and usage over the last 30 days",
 )
 async def get_workflow(
-    request: Request, workflow_id: WorkflowId, workflows: WorkflowServiceDep
+    request: Request, workflow_id: IdPath, workflows: ServiceDep[WorkflowService]
 ) -> object:
     return etag_response(request, await workflows.detail(workflow_id))
 
@@ -75,7 +63,10 @@ async def get_workflow(
     responses=with_idempotency(NAME_TAKEN),
 )
 async def create_workflow(
-    data: WorkflowCreate, workflows: WorkflowServiceDep, request: Request, response: Response
+    data: WorkflowCreate,
+    workflows: ServiceDep[WorkflowService],
+    request: Request,
+    response: Response,
 ) -> object:
     workflow = await workflows.create(data)
     set_location(request, response, "get_workflow", workflow_id=workflow.id)
@@ -90,9 +81,9 @@ async def create_workflow(
     "usage stats: a run recorded since the read also fails the precondition (412).",
 )
 async def update_workflow(
-    workflow_id: WorkflowId,
+    workflow_id: IdPath,
     data: WorkflowUpdate,
-    workflows: WorkflowServiceDep,
+    workflows: ServiceDep[WorkflowService],
     if_match: IfMatch = None,
 ) -> object:
     if if_match is not None:
@@ -102,5 +93,5 @@ async def update_workflow(
 
 
 @router.delete("/{workflow_id}", status_code=http_status.HTTP_204_NO_CONTENT, summary="Archive")
-async def archive_workflow(workflow_id: WorkflowId, workflows: WorkflowServiceDep) -> None:
+async def archive_workflow(workflow_id: IdPath, workflows: ServiceDep[WorkflowService]) -> None:
     await workflows.archive(workflow_id)

@@ -17,14 +17,12 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from common.validators import MAX_ID
 from settings.config import Settings
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
 LEEWAY_SECONDS = 10  # clock skew tolerated on `exp`
-# User ids are 32-bit identities; a `sub` outside that range names nobody (and PostgreSQL would
-# refuse to compare it with an integer column, which must not become a 500).
-MAX_USER_ID = 2_147_483_647
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -110,7 +108,8 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
         )
         user_id = int(claims["sub"])
         version = claims.get("cv", 0)
-        if not 1 <= user_id <= MAX_USER_ID or type(version) is not int or version < 0:
+        # Outside the id range, or a malformed credentials version: nobody.
+        if not 1 <= user_id <= MAX_ID or type(version) is not int or version < 0:
             return None
         return TokenClaims(
             user_id=user_id,

@@ -6,6 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
+# Ids are PostgreSQL `integer` identities: a larger one names nothing, and must be a 422 (or
+# nobody), never a database error.
+MAX_ID = 2_147_483_647
+
 
 def refuse_nul(value: str) -> str:
     # PostgreSQL text cannot hold U+0000; refuse it at the edge instead of failing in the driver.

@@ -4,8 +4,9 @@ It runs before authentication, so it recognises the caller by checking the beare
 signature only (no database): a valid token is limited per user, anything else per client
 address. Route classes, decided by method and path:
 
-- login (`POST /api/v1/auth/token`): per client address, and per account named in the form,
-  against password guessing spread over many addresses;
+- login (`POST` to the token route, whose path the app factory takes from the route): per
+  client address; the per-account limit on failed logins is the token route's own dependency
+  (`api/deps.py`, `LoginFailures`), which has the parsed form;
 - write (POST, PUT, PATCH, DELETE) and read (GET, HEAD, OPTIONS): per user;
 - anonymous (no valid token): per client address;
 - `/health/*` and `/metrics`: never limited.
@@ -16,27 +17,20 @@ a refusal is a 429 problem with `Retry-After`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import structlog
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.exceptions import PayloadTooLargeError, RateLimitedError
+from common.exceptions import RateLimitedError
 from common.metrics import RATE_LIMITED
 from common.problems import error_response
+from common.rate_limits import Policies, Policy, RateLimitBackend, Verdict
 from common.security import TokenVerifier
 from middleware.client_ip import Network, client_ip_of, rate_limit_bucket
-from middleware.rate_limit_backend import Policies, Policy, RateLimitBackend, Verdict
 from settings.config import Settings
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# A login form is a few hundred bytes; a larger one is refused rather than left unparsed,
-# or padding the body would slip past the per-account limit.
-MAX_LOGIN_BODY = 16 * 1024
 
 log = structlog.get_logger("etter.ratelimit")
 
@@ -72,12 +66,6 @@ class TokenUsers:
     def user_id(self, token: str) -> int | None:
         claims = self.tokens.verify(token)
         return claims.user_id if claims is not None else None
-
-
-def account_key(username: str) -> str:
-    """The account as the login service matches it, hashed: no email address in Redis keys."""
-    normalised = username.strip().lower().encode("utf-8", "replace")
-    return "account:" + hashlib.sha256(normalised).hexdigest()[:32]
 
 
 def header_values(verdicts: Sequence[Verdict]) -> list[tuple[bytes, bytes]]:
@@ -120,15 +108,6 @@ class RateLimitMiddleware:
         if method == "POST" and scope["path"] == self.login_path:
             client = "ip:" + rate_limit_bucket(client_ip_of(scope, self.trusted_proxies))
             checks = [(self.policies.login, client)]
-            messages, too_large = await self._read_body(receive)
-            receive = _replay(messages, receive)
-            if too_large:
-                error = PayloadTooLargeError("The login form is larger than any login needs.")
-                await error_response(scope, error)(scope, receive, send)
-                return
-            username = await self._form_username(scope, messages)
-            if username:
-                checks.append((self.policies.login_account, account_key(username)))
         else:
             authorization = _header(scope, b"authorization")
             user_id = self.token_users.user_for_header(authorization) if authorization else None
@@ -176,54 +155,9 @@ class RateLimitMiddleware:
             response.headers[name.decode()] = value.decode()
         await response(scope, receive, send)
 
-    @staticmethod
-    async def _read_body(receive: Receive) -> tuple[list[Message], bool]:
-        """The request's messages, read up to MAX_LOGIN_BODY; True when the body is larger."""
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                return messages, False  # the client left; the app will see it too
-            size += len(message.get("body", b""))
-            if size > MAX_LOGIN_BODY:
-                return messages, True
-            if not message.get("more_body", False):
-                return messages, False
-
-    @staticmethod
-    async def _form_username(scope: Scope, messages: list[Message]) -> str | None:
-        """`username` as the app will read it: same parser, same limits (FastAPI's defaults)."""
-        request = Request(scope, _replay(messages, _no_more_messages))
-        try:
-            form = await request.form()
-        except (HTTPException, MultiPartException):
-            return None  # the app's parser refuses it too (400)
-        try:
-            value = form.get("username")
-            return value if isinstance(value, str) else None
-        finally:
-            await form.close()
-
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
             return value
     return None
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
-
-
-async def _no_more_messages() -> Message:
-    return {"type": "http.disconnect"}

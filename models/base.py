@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Identity, Integer, MetaData, func
+from sqlalchemy import JSON, DateTime, Enum, Identity, Integer, MetaData, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -44,6 +45,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:  # SQLite keeps no offset; what we stored was UTC
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def enum_column(enum: type[StrEnum]) -> Enum:
+    """A closed vocabulary as `Mapped[SomeEnum]`, stored as before: a VARCHAR(16) holding the
+    value, checked by the table's own named `ck_..._valid` constraint (`sql_in`), so the
+    schema is unchanged. Rows come back as enum members; strings of valid values still bind."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
 
 
 def utcnow() -> datetime:

@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.enums import DocumentStatus, sql_in
-from models.base import Base
+from models.base import Base, enum_column
 
 
 class Document(Base):
@@ -44,7 +44,9 @@ class Document(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(255), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.UPLOADED.value)
+    status: Mapped[DocumentStatus] = mapped_column(
+        enum_column(DocumentStatus), default=DocumentStatus.UPLOADED
+    )
     # Optimistic concurrency: SQLAlchemy adds `WHERE version = :old` to every UPDATE.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 

@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.enums import SimulationStatus, sql_in
-from models.base import Base, JSONType
+from models.base import Base, JSONType, enum_column
 
 
 class Simulation(Base):
@@ -27,6 +27,6 @@ class Simulation(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(200))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[SimulationStatus] = mapped_column(enum_column(SimulationStatus))
     results: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     completed_at: Mapped[datetime | None]

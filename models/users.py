@@ -16,7 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.enums import Role, sql_in
-from models.base import Base
+from models.base import Base, enum_column
 from models.companies import Company
 
 
@@ -47,7 +47,7 @@ class User(Base):
     full_name: Mapped[str] = mapped_column(String(200))
     department: Mapped[str | None] = mapped_column(String(100))
     job_title: Mapped[str | None] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
+    role: Mapped[Role] = mapped_column(enum_column(Role), default=Role.MEMBER)
     hashed_password: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     last_login_at: Mapped[datetime | None]

@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.enums import RunStatus, WorkflowStatus, sql_in
-from models.base import Base, JSONType
+from models.base import Base, JSONType, enum_column
 
 
 class Workflow(Base):
@@ -35,7 +35,9 @@ class Workflow(Base):
     name: Mapped[str] = mapped_column(String(200))
     department: Mapped[str | None] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default=WorkflowStatus.DRAFT.value)
+    status: Mapped[WorkflowStatus] = mapped_column(
+        enum_column(WorkflowStatus), default=WorkflowStatus.DRAFT
+    )
     # [{"name": str, "minutes": float > 0, "automation_score": 0..1}, ...]
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     # Minutes-weighted mean of the step scores; services keep it in step with `steps`.
@@ -70,7 +72,7 @@ class UserWorkflowHistory(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus))
     started_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     duration_seconds: Mapped[int | None] = mapped_column(Integer)

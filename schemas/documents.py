@@ -6,7 +6,7 @@ from typing import Any, Self
 from pydantic import Field, field_validator, model_validator
 
 from common.enums import DocumentStatus
-from common.validators import Name, refuse_null
+from common.validators import MAX_ID, Name, refuse_null
 from schemas.base import Schema, UpdateSchema
 
 
@@ -34,7 +34,7 @@ class DocumentUpdate(UpdateSchema):
 
     title: Name | None = None
     status: DocumentStatus | None = None
-    version: int | None = Field(None, ge=1, le=2_147_483_647)
+    version: int | None = Field(None, ge=1, le=MAX_ID)
 
     @field_validator("title", "status", "version")
     @classmethod

@@ -6,7 +6,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from common.enums import SimulationStatus
-from common.validators import Name, ShortText
+from common.validators import MAX_ID, Name, ShortText
 from schemas.base import InputSchema, Schema
 
 MAX_HORIZON_MONTHS = 120
@@ -61,7 +61,7 @@ class SimulationCreate(InputSchema):
     name: Name
     parameters: SimulationParametersInput
     company_id: int | None = Field(
-        None, ge=1, le=2_147_483_647, description="admin only: simulate another company"
+        None, ge=1, le=MAX_ID, description="admin only: simulate another company"
     )
 
 

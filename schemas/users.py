@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import EmailStr, Field, field_validator
 
 from common.enums import Role
-from common.validators import Name, Password, ShortText, refuse_null
+from common.validators import MAX_ID, Name, Password, ShortText, refuse_null
 from schemas.base import InputSchema, Schema, UpdateSchema
 
 
@@ -41,7 +41,7 @@ class UserCreate(InputSchema):
     job_title: Name | None = None
     role: Role = Role.MEMBER
     # Only the platform admin may place a user in another company; others get their own.
-    company_id: int | None = Field(None, ge=1, le=2_147_483_647)
+    company_id: int | None = Field(None, ge=1, le=MAX_ID)
 
     @field_validator("email")
     @classmethod

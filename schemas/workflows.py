@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, Field, field_validator
 
 from common.enums import RunStatus, WorkflowStatus
-from common.validators import LongText, Name, ShortText, refuse_null
+from common.validators import MAX_ID, LongText, Name, ShortText, refuse_null
 from schemas.base import InputSchema, Schema, UpdateSchema
 
 MAX_STEPS = 100
@@ -75,7 +75,7 @@ class WorkflowCreate(InputSchema):
     status: WorkflowStatus = WorkflowStatus.DRAFT
     steps: list[WorkflowStep] = Field(min_length=1, max_length=MAX_STEPS)
     # Only the platform admin may create in another company; others create in their own.
-    company_id: int | None = Field(None, ge=1, le=2_147_483_647)
+    company_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class WorkflowUpdate(UpdateSchema):

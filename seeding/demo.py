@@ -284,11 +284,11 @@ async def _seed_demo_tenant(
             )
         ).scalars()
     )
-    chro = next((u for u in people if u.role == Role.CHRO.value), None)
+    chro = next((u for u in people if u.role == Role.CHRO), None)
     workflows = await _workflows(session, company, chro, report)
     if people:
         await _runs(session, company, workflows, people, now, report)
-    uploader = next((u for u in people if u.role == Role.MEMBER.value), chro)
+    uploader = next((u for u in people if u.role == Role.MEMBER), chro)
     await _documents(session, company, uploader, workflows, people, storage_dir, report)
     await _simulation(session, company, chro, now, report)
 
@@ -322,7 +322,7 @@ async def _workflows(
                 name=name,
                 department=spec.department,
                 description=spec.description,
-                status=status.value,
+                status=status,
                 steps=steps,
                 automation_potential=round(automation_potential(steps), 4),
                 created_by=chro.id if chro else None,
@@ -353,7 +353,7 @@ async def _runs(
             )
         ).scalars()
     )
-    runnable = [w for w in workflows if w.status != WorkflowStatus.DRAFT.value]
+    runnable = [w for w in workflows if w.status != WorkflowStatus.DRAFT]
     weights = {w.name: WORKFLOW_CATALOGUE[w.name].popularity for w in runnable}
     total_weight = sum(weights.values()) or 1
     rows: list[dict[str, Any]] = []
@@ -373,7 +373,7 @@ def _workflow_runs(
     rng = _rng(company.name, workflow.name, "runs")
     insiders = [u for u in people if u.department == workflow.department] or list(people)
     minutes = sum(step["minutes"] for step in workflow.steps)
-    archived = workflow.status == WorkflowStatus.ARCHIVED.value
+    archived = workflow.status == WorkflowStatus.ARCHIVED
     rows = []
     for _ in range(count):
         # random() ** 1.6 leans towards 0: more runs lately, as adoption of the platform grows.
@@ -399,7 +399,7 @@ def _workflow_runs(
                 "user_id": user.id,
                 "workflow_id": workflow.id,
                 "company_id": company.id,
-                "status": status.value,
+                "status": status,
                 "started_at": started,
                 "completed_at": None if duration is None else started + timedelta(seconds=duration),
                 "duration_seconds": duration,
@@ -446,7 +446,7 @@ async def _documents(
                 size_bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
                 storage_key=key,
-                status=spec.status.value,
+                status=spec.status,
             )
         )
     session.add_all(new)
@@ -629,7 +629,7 @@ async def seed(
                     full_name=f"{first} {last}",
                     department=rng.choice(DEPARTMENTS),
                     job_title=rng.choice(["Analyst", "Engineer", "Manager", "Specialist"]),
-                    role=Role.MEMBER.value,
+                    role=Role.MEMBER,
                     hashed_password=demo_hash,
                 )
             )

@@ -1,8 +1,11 @@
 """What every domain service shares: the caller, the session, tenant scoping in one place.
 
-`readable()` starts every query on tenant data already filtered by the caller's company, so a
-service cannot forget the filter; an object of another tenant then simply does not exist for
-the caller (404), never 403 and never its data.
+This module is the only place in `services/` that writes a tenant predicate
+(`tests/unit/services/test_tenant_scoping.py` fails on any other): `TENANT_COLUMNS` says which
+column makes a row of each table belong to a company, `of_tenant()` builds the predicate, and
+`readable()` / `tenant_filter()` start every query on tenant data already filtered by the
+caller's company, so a service cannot forget the filter; an object of another tenant then
+simply does not exist for the caller (404), never 403 and never its data.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,19 +25,36 @@ from common.exceptions import (
     ValidationFailedError,
 )
 from common.principal import Principal
-from models import Company
+from models import Company, Document, Simulation, User, UserWorkflowHistory, Workflow
 from models.base import Base
+from settings.config import Settings
 
 if TYPE_CHECKING:
     from services.cache_service import RequestCache
 
 M = TypeVar("M", bound=Base)
 
+# The column that makes a row belong to a company (a company is its own tenant).
+TENANT_COLUMNS: dict[type[Base], str] = {
+    Company: "id",
+    User: "company_id",
+    Workflow: "company_id",
+    UserWorkflowHistory: "company_id",
+    Simulation: "company_id",
+    Document: "tenant_id",
+}
+
+
+def of_tenant(model: type[Base], company_id: int) -> ColumnElement[bool]:
+    """`model`'s rows of company `company_id`, for a company the caller was authorised for."""
+    column = getattr(model, TENANT_COLUMNS[model])
+    return column == company_id
+
 
 class BaseService(Generic[M]):
     model: ClassVar[type[Base]]
-    # The column holding the tenant (company) id; None for data every user may read.
-    tenant_column: ClassVar[str | None] = "company_id"
+    # False for data every user may read (the company catalogue).
+    tenant_scoped: ClassVar[bool] = True
     label: ClassVar[str] = "Object"
 
     def __init__(
@@ -45,16 +65,39 @@ class BaseService(Generic[M]):
         # Read by @cached methods and by the invalidation calls after writes; None: no caching.
         self.cache = cache
 
-    def tenant_filter(self, statement: Select[Any], company_id: int | None = None) -> Select[Any]:
-        """Restrict `statement` to the caller's company (admin: all, or `company_id`)."""
-        if self.tenant_column is None:
+    @classmethod
+    def for_request(
+        cls, session: AsyncSession, principal: Principal, settings: Settings, cache: RequestCache
+    ) -> Self:
+        """The service as a request uses it (`api/deps.py`'s `ServiceDep`); a service that needs
+        more of the settings than the session, caller and cache overrides this."""
+        return cls(session, principal, cache)
+
+    def tenant_filter(
+        self,
+        statement: Select[Any],
+        company_id: int | None = None,
+        model: type[Base] | None = None,
+    ) -> Select[Any]:
+        """Restrict `statement` to the caller's company (admin: all, or `company_id`), on the
+        rows of `model` (default: the service's own)."""
+        if not self.tenant_scoped:
             return statement
-        column = getattr(self.model, self.tenant_column)
+        model = model or self.model
         if not self.principal.is_admin:
-            return statement.where(column == self.principal.company_id)
+            return statement.where(of_tenant(model, self.principal.company_id))
         if company_id is not None:
-            return statement.where(column == company_id)
+            return statement.where(of_tenant(model, company_id))
         return statement
+
+    def own_company(self, model: type[Base]) -> ColumnElement[bool]:
+        """`model`'s rows of the caller's own company, whatever the role (the admin included:
+        for what the contract limits to one's own company, such as autocomplete)."""
+        return of_tenant(model, self.principal.company_id)
+
+    def is_own_company(self, company_id: int) -> bool:
+        """Does an object of company `company_id` belong to the caller's own company?"""
+        return company_id == self.principal.company_id
 
     def readable(self, company_id: int | None = None) -> Select[Any]:
         return self.tenant_filter(select(self.model), company_id)

@@ -31,7 +31,7 @@ def slugify(name: str) -> str:
 
 class CompanyService(BaseService[Company]):
     model = Company
-    tenant_column = None  # the catalogue is shared by all tenants
+    tenant_scoped = False  # the catalogue is shared by all tenants
     label = "Company"
 
     async def list(

@@ -18,7 +18,7 @@ from common.exceptions import FieldError, NotFoundError, ValidationFailedError
 from models import Company, Document, Simulation, User, UserWorkflowHistory, Workflow
 from models.base import utcnow
 from schemas.dashboard import ChroDashboard
-from services.base_service import BaseService
+from services.base_service import BaseService, of_tenant
 from services.cache_invalidation import Tags
 from services.cache_service import CacheName, cached, tenant_scope
 
@@ -29,8 +29,6 @@ LATEST_SIMULATIONS = 5
 
 class DashboardService(BaseService[Company]):
     model = Company
-    # A company is its own tenant: a chro reads only its own company's row.
-    tenant_column = "id"
     label = "Company"
 
     def _target(self, company_id: int | None) -> int:
@@ -47,7 +45,7 @@ class DashboardService(BaseService[Company]):
                     errors=[FieldError("query.company_id", "required for the admin role")],
                 )
             return company_id
-        if company_id is not None and company_id != self.principal.company_id:
+        if company_id is not None and not self.is_own_company(company_id):
             raise NotFoundError(f"Company {company_id} does not exist.")
         return self.principal.company_id
 
@@ -106,14 +104,14 @@ class DashboardService(BaseService[Company]):
             select(
                 func.count(history.id).label("runs"),
                 func.count(distinct(history.user_id)).label("active_users"),
-                func.count(case((history.status == RunStatus.COMPLETED.value, 1))).label(
+                func.count(case((history.status == RunStatus.COMPLETED, 1))).label(
                     "completed_runs"
                 ),
-                func.count(case((history.status == RunStatus.ABANDONED.value, 1))).label(
+                func.count(case((history.status == RunStatus.ABANDONED, 1))).label(
                     "abandoned_runs"
                 ),
             )
-            .where(history.company_id == company_id, history.started_at >= since)
+            .where(of_tenant(history, company_id), history.started_at >= since)
             .subquery()
         )
         # An aggregate without GROUP BY yields exactly one row, so the join keeps the company.
@@ -121,7 +119,7 @@ class DashboardService(BaseService[Company]):
             select(Company.id, Company.name, *activity.c)
             .select_from(Company)
             .join(activity, true())
-            .where(Company.id == company_id)
+            .where(of_tenant(Company, company_id))
         )
         return (await self.session.execute(statement)).one_or_none()
 
@@ -129,7 +127,7 @@ class DashboardService(BaseService[Company]):
         headcount = func.count(User.id)
         statement = (
             select(User.department, headcount.label("headcount"))
-            .where(User.company_id == company_id, User.is_active)
+            .where(of_tenant(User, company_id), User.is_active)
             .group_by(User.department)
             .order_by(headcount.desc(), User.department.asc().nulls_last())
         )
@@ -143,8 +141,8 @@ class DashboardService(BaseService[Company]):
             select(Workflow.id, Workflow.name, Workflow.department, runs.label("runs"))
             .join(history, history.workflow_id == Workflow.id)
             .where(
-                Workflow.company_id == company_id,
-                history.company_id == company_id,
+                of_tenant(Workflow, company_id),
+                of_tenant(history, company_id),
                 history.started_at >= since,
             )
             .group_by(Workflow.id)
@@ -156,11 +154,11 @@ class DashboardService(BaseService[Company]):
     async def _documents(self, company_id: int) -> dict[str, int]:
         statement = (
             select(Document.status, func.count(Document.id))
-            .where(Document.tenant_id == company_id)
+            .where(of_tenant(Document, company_id))
             .group_by(Document.status)
         )
         counts = {status: count for status, count in await self.session.execute(statement)}
-        return {status.value: counts.get(status.value, 0) for status in DocumentStatus}
+        return {status.value: counts.get(status, 0) for status in DocumentStatus}
 
     async def _latest_simulations(self, company_id: int) -> list[dict[str, Any]]:
         statement = (
@@ -171,7 +169,7 @@ class DashboardService(BaseService[Company]):
                 Simulation.created_at,
                 Simulation.results[("totals", "hours_saved")].as_float().label("hours_saved"),
             )
-            .where(Simulation.company_id == company_id)
+            .where(of_tenant(Simulation, company_id))
             .order_by(Simulation.created_at.desc(), Simulation.id.desc())
             .limit(LATEST_SIMULATIONS)
         )

@@ -25,7 +25,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 import anyio
 import anyio.to_thread
@@ -97,7 +97,6 @@ class DocumentContent:
 
 class DocumentService(BaseService[Document]):
     model = Document
-    tenant_column = "tenant_id"
     label = "Document"
 
     def __init__(
@@ -111,6 +110,12 @@ class DocumentService(BaseService[Document]):
         self.storage = FileStorage(settings.storage_dir)
         self.max_upload_bytes = settings.max_upload_bytes
 
+    @classmethod
+    def for_request(
+        cls, session: AsyncSession, principal: Principal, settings: Settings, cache: RequestCache
+    ) -> Self:
+        return cls(session, principal, settings, cache)
+
     async def list(
         self,
         params: PaginationParams,
@@ -121,7 +126,7 @@ class DocumentService(BaseService[Document]):
             Document.created_at.desc(), Document.id.desc()
         )
         if status is not None:
-            statement = statement.where(Document.status == status.value)
+            statement = statement.where(Document.status == status)
         return await paginate(self.session, statement, params)
 
     async def upload(self, title: str, file: UploadSource) -> Document:
@@ -149,7 +154,7 @@ class DocumentService(BaseService[Document]):
                 size_bytes=stored.size,
                 sha256=stored.sha256,
                 storage_key=stored.key,
-                status=DocumentStatus.UPLOADED.value,
+                status=DocumentStatus.UPLOADED,
             )
             self.session.add(document)
             await self.flush("The document could not be recorded.")
@@ -208,9 +213,9 @@ class DocumentService(BaseService[Document]):
             )
         changes = data.changes()
         if "status" in changes:
-            self._check_transition(document, DocumentStatus(changes["status"]))
+            self._check_transition(document, changes["status"])
         for name, value in changes.items():
-            setattr(document, name, value.value if isinstance(value, DocumentStatus) else value)
+            setattr(document, name, value)
         try:
             await self.flush("The document could not be updated.")
         except StaleDataError:
@@ -240,7 +245,7 @@ class DocumentService(BaseService[Document]):
 
     @staticmethod
     def _check_transition(document: Document, target: DocumentStatus) -> None:
-        current = DocumentStatus(document.status)
+        current = document.status
         if target is current:
             return  # not a move: nothing to refuse
         allowed = TRANSITIONS[current]

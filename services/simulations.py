@@ -21,7 +21,7 @@ from models.base import utcnow
 from schemas import simulations as schemas
 from schemas.simulations import SimulationCreate, SimulationParametersInput
 from services import cache_invalidation
-from services.base_service import BaseService
+from services.base_service import BaseService, of_tenant
 from services.cache_invalidation import Tags
 from services.cache_service import CacheName, cached, tenant_scope, user_scope
 from services.simulation_model import (
@@ -55,12 +55,12 @@ async def workflows_in_scope(
             history,
             and_(
                 history.workflow_id == Workflow.id,
-                history.company_id == company_id,
-                history.status == RunStatus.COMPLETED.value,
+                of_tenant(history, company_id),
+                history.status == RunStatus.COMPLETED,
                 history.started_at >= since,
             ),
         )
-        .where(Workflow.company_id == company_id, Workflow.status == WorkflowStatus.ACTIVE.value)
+        .where(of_tenant(Workflow, company_id), Workflow.status == WorkflowStatus.ACTIVE)
         .group_by(Workflow.id)
         .order_by(Workflow.id)
     )
@@ -109,7 +109,7 @@ async def run_simulation(
         created_by=created_by,
         name=name,
         parameters=parameters.model_dump(mode="json"),
-        status=SimulationStatus.COMPLETED.value,
+        status=SimulationStatus.COMPLETED,
         results=results,
         completed_at=now,
     )

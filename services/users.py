@@ -51,7 +51,7 @@ class UserService(BaseService[User]):
         if department:
             statement = statement.where(User.department == department)
         if role:
-            statement = statement.where(User.role == role.value)
+            statement = statement.where(User.role == role)
         if q:
             statement = statement.where(_starts_with(q))
         return await paginate(self.session, statement, params)
@@ -60,7 +60,7 @@ class UserService(BaseService[User]):
         """Active users of the caller's own company whose name or email starts with `q`."""
         statement = (
             select(User)
-            .where(User.company_id == self.principal.company_id, User.is_active)
+            .where(self.own_company(User), User.is_active)
             .where(_starts_with(q))
             .order_by(User.full_name, User.id)
             .limit(min(limit, AUTOCOMPLETE_MAX))
@@ -88,7 +88,7 @@ class UserService(BaseService[User]):
             full_name=data.full_name,
             department=data.department,
             job_title=data.job_title,
-            role=data.role.value,
+            role=data.role,
             hashed_password=await hash_password(data.password),
         )
         self.session.add(user)
@@ -116,7 +116,7 @@ class UserService(BaseService[User]):
         if password is not None or (changes.get("is_active") is False and user.is_active):
             revoke_tokens(user, self.cache)  # the user's earlier tokens stop working
         for field, value in changes.items():
-            setattr(user, field, value.value if isinstance(value, Role) else value)
+            setattr(user, field, value)
         await self.flush("A user with this email already exists.")
         cache_invalidation.user_changed(self.cache, user.company_id, user.id)
         for event, fields in events:
@@ -172,5 +172,5 @@ class UserService(BaseService[User]):
             self.require_admin()
 
     def _check_may_manage(self, user: User) -> None:
-        if user.role == Role.ADMIN.value:
+        if user.role is Role.ADMIN:
             self.require_admin()

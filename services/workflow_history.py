@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from services.base_service import BaseService
 from services.cache_service import RequestCache
 from services.users import UserService
 from services.workflows import WorkflowService
+from settings.config import Settings
 
 CURSOR_PURPOSE = "workflow-history"
 MAX_CURSOR_LENGTH = 512  # a real cursor is about 80 characters
@@ -147,6 +148,13 @@ class WorkflowHistoryService(BaseService[UserWorkflowHistory]):
         super().__init__(session, principal, cache)
         self.cursors = cursors
 
+    @classmethod
+    def for_request(
+        cls, session: AsyncSession, principal: Principal, settings: Settings, cache: RequestCache
+    ) -> Self:
+        cursors = CursorCodec(settings.secret_key.get_secret_value().encode(), CURSOR_PURPOSE)
+        return cls(session, principal, cursors, cache)
+
     async def record(self, workflow_id: int, data: WorkflowRunCreate) -> WorkflowRun:
         """Record a run of the workflow by the caller, in the workflow's company."""
         times = resolve_run_times(data, datetime.now(UTC))
@@ -154,16 +162,16 @@ class WorkflowHistoryService(BaseService[UserWorkflowHistory]):
         # The admin sees every company's workflows but is no user of them: its runs would
         # count in another tenant's stats and dashboard.
         self.require(
-            workflow.company_id == self.principal.company_id,
+            self.is_own_company(workflow.company_id),
             "Runs are recorded by users of the workflow's company.",
         )
-        if workflow.status == WorkflowStatus.ARCHIVED.value:
+        if workflow.status is WorkflowStatus.ARCHIVED:
             raise ConflictError(f"Workflow {workflow.id} is archived; it takes no new runs.")
         run = UserWorkflowHistory(
             user_id=self.principal.user_id,
             workflow_id=workflow.id,
             company_id=workflow.company_id,
-            status=data.status.value,
+            status=data.status,
             started_at=times.started_at,
             completed_at=times.completed_at,
             duration_seconds=times.duration_seconds,

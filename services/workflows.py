@@ -13,7 +13,7 @@ from common.pagination import PageResult, PaginationParams, paginate
 from models import UserWorkflowHistory, Workflow
 from schemas import workflows as schemas
 from services import cache_invalidation, simulation_model
-from services.base_service import BaseService, like_contains
+from services.base_service import BaseService, like_contains, of_tenant
 from services.cache_invalidation import Tags
 from services.cache_service import CacheName, cached, tenant_scope, user_scope
 
@@ -49,7 +49,7 @@ class WorkflowService(BaseService[Workflow]):
         if department:
             statement = statement.where(Workflow.department == department)
         if status:
-            statement = statement.where(Workflow.status == status.value)
+            statement = statement.where(Workflow.status == status)
         if q:
             # Explicit escape character: SQLite, unlike PostgreSQL, has no default one.
             pattern = like_contains(q.lower())
@@ -87,12 +87,12 @@ class WorkflowService(BaseService[Workflow]):
         history = UserWorkflowHistory
         since = datetime.now(UTC) - STATS_WINDOW
         completed_duration = func.avg(history.duration_seconds).filter(
-            history.status == RunStatus.COMPLETED.value
+            history.status == RunStatus.COMPLETED
         )
         statement = select(
             func.count(history.id), func.count(distinct(history.user_id)), completed_duration
         ).where(
-            history.company_id == workflow.company_id,
+            of_tenant(history, workflow.company_id),
             history.workflow_id == workflow.id,
             history.started_at >= since,
         )
@@ -111,7 +111,7 @@ class WorkflowService(BaseService[Workflow]):
             name=data.name,
             department=data.department,
             description=data.description,
-            status=data.status.value,
+            status=data.status,
             steps=[step.model_dump() for step in data.steps],
             automation_potential=automation_potential(data.steps),
             created_by=self.principal.user_id,
@@ -129,7 +129,7 @@ class WorkflowService(BaseService[Workflow]):
             # Derived on every write that changes the steps, so the two never disagree.
             changes["automation_potential"] = automation_potential(data.steps)
         if data.status is not None:
-            changes["status"] = data.status.value
+            changes["status"] = data.status
         for field, value in changes.items():
             setattr(workflow, field, value)
         await self.flush("Another workflow of this company already has that name.")
@@ -139,6 +139,6 @@ class WorkflowService(BaseService[Workflow]):
     async def archive(self, workflow_id: int) -> None:
         workflow = await self.get(workflow_id)
         self.require_chro_or_admin()
-        workflow.status = WorkflowStatus.ARCHIVED.value
+        workflow.status = WorkflowStatus.ARCHIVED
         await self.flush("The workflow could not be archived.")
         cache_invalidation.workflow_changed(self.cache, workflow.company_id, workflow.id)

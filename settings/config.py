@@ -141,15 +141,12 @@ class Settings(BaseSettings):
     )
     # Policies per route class, in the `limits` notation ("600/minute", "10 per 5 minutes").
     rate_limit_login: str = "20/minute"  # POST /auth/token, per client IP
-    rate_limit_login_account: str = "10/minute"  # POST /auth/token, per account (brute force)
+    rate_limit_login_account: str = "10/minute"  # failed logins per account (brute force)
     rate_limit_write: str = "120/minute"  # POST/PUT/PATCH/DELETE, per user
     rate_limit_read: str = "600/minute"  # GET/HEAD/OPTIONS, per user
     rate_limit_anonymous: str = "60/minute"  # no valid token, per client IP
     # After Redis failed, how long the in-process fallback serves before Redis is tried again.
     rate_limit_redis_retry_seconds: float = Field(5.0, gt=0, le=300)
-    # Most hits one process may take from Redis at once for a busy caller (1: every request
-    # asks Redis). Never more than 2% of a policy's quota.
-    rate_limit_lease_max: int = Field(16, ge=1, le=1000)
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 

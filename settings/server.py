@@ -50,13 +50,13 @@ from common.error_tracker import init_error_tracking, instrument_event_loop
 from common.idempotency_store import create_idempotency_store
 from common.metrics import git_revision, install_database_metrics, record_build_info
 from common.problems import install_problem_handlers
+from common.rate_limits import LoginFailures, Policies, RateLimitBackend
 from common.security import TokenVerifier
 from common.structured_logger import configure_logging, install_slow_query_log
 from middleware.body_limit import BodyLimitMiddleware
 from middleware.compression import CompressionMiddleware
 from middleware.logging_middleware import RequestLoggingMiddleware
 from middleware.metrics import MetricsMiddleware
-from middleware.rate_limit_backend import RateLimitBackend
 from middleware.rate_limiter import RateLimitMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from services.cache_service import create_cache
@@ -95,7 +95,7 @@ def middleware_stack(
                 RateLimitMiddleware,
                 settings=settings,
                 backend=rate_limits,
-                login_path=f"{API_PREFIX}/auth/token",
+                login_path=API_PREFIX + auth.router.url_path_for("issue_token"),
                 exempt_prefixes=("/health/", "/metrics"),
                 trusted_proxies=settings.trusted_proxies,
                 tokens=tokens,
@@ -181,6 +181,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limits = rate_limits
+    app.state.login_failures = LoginFailures(
+        rate_limits if settings.rate_limit_enabled else None,
+        Policies.from_settings(settings).login_account,
+    )
     app.state.readiness_log = ReadinessLog()
     app.state.tokens = tokens
     install_problem_handlers(app)
@@ -205,8 +209,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn settings.server:app` reads the settings when it asks for `app`, not at import.
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)
+# `uvicorn settings.server:app`: the app of the environment's settings. Building it reads the
+# settings and connects to nothing (the lifespan does); tests build their own with create_app().
+app = create_app()

@@ -90,10 +90,9 @@ class Cache:
         generations = await self._generations(name, keys, found[:-1])
         if generations is None:
             return await self._uncached(key, name, compute)
-        fill = self._fill_locked if lock else self._fill
         return await self.flights.run(
             f"{key}|{b','.join(generations).decode()}",
-            lambda: fill(name, adapter, key, keys, generations, compute),
+            lambda: self._fill(name, adapter, key, keys, generations, compute, lock),
             CACHE_HITS.labels(name).inc,
         )
 
@@ -122,12 +121,6 @@ class Cache:
         CACHE_MISSES.labels(name).inc()
         return await compute()
 
-    async def _store(
-        self, name: str, adapter: TypeAdapter[T], key: str, generations: list[bytes], value: T
-    ) -> None:
-        entry = pack(generations, adapter.dump_json(value))
-        await self.guarded.call(name, "set", self.backend.set, key, entry, self.ttl(name) * 1000)
-
     async def _fill(
         self,
         name: str,
@@ -136,23 +129,15 @@ class Cache:
         keys: list[str],
         generations: list[bytes],
         compute: Callable[[], Awaitable[T]],
+        lock: bool,
     ) -> T:
-        value = await self._compute(name, compute)
-        await self._store(name, adapter, key, generations, value)
-        return value
-
-    async def _fill_locked(
-        self,
-        name: str,
-        adapter: TypeAdapter[T],
-        key: str,
-        keys: list[str],
-        generations: list[bytes],
-        compute: Callable[[], Awaitable[T]],
-    ) -> T:
-        locked, token = await self.lock.acquire(name, key)
+        """Compute and store the value; with `lock`, under the cross-process lock."""
+        locked: bool | _Unavailable = False
+        token = b""
+        if lock:
+            locked, token = await self.lock.acquire(name, key)
         try:
-            if locked is False:  # another process is computing this value: wait for it
+            if locked is False and lock:  # another process is computing it: wait for it
                 value = await self.lock.wait_for_other(name, adapter, key, keys)
                 if value is not MISSING:
                     CACHE_HITS.labels(name).inc()
@@ -168,7 +153,10 @@ class Cache:
                     # Invalidated since our read: the newer generations go with our value.
                     generations = [g for g in found[:-1] if g is not None]
             value = await self._compute(name, compute)
-            await self._store(name, adapter, key, generations, value)
+            entry = pack(generations, adapter.dump_json(value))
+            await self.guarded.call(
+                name, "set", self.backend.set, key, entry, self.ttl(name) * 1000
+            )
             return value
         finally:
             if locked is True:

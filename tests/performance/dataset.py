@@ -35,10 +35,8 @@ SCALES = ("demo", "small", "medium", "large")
 ADMIN_EMAIL = "loadtest-admin@etter.example"
 ADMIN_PASSWORD = "etter-bulk-2026"
 ADMIN_COMPANY = "Etter Platform"
-# What shapes the data (the seeders wherever they live, the CLI, every migration).
+# What shapes the data (the seeders, the CLI, every migration).
 SHAPING_GLOBS = (
-    "services/bulk_seeding.py",
-    "services/seeding.py",
     "seeding/*.py",
     "manage.py",
     "alembic/versions/*.py",

@@ -60,8 +60,8 @@ async def _cpu_per_request(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> 
 def measure(env: dict[str, str], token: str) -> dict[str, float]:
     """Microseconds of CPU per request that each layer, and the whole stack, add."""
     os.environ.update(env)
+    from common.rate_limits import RateLimitBackend
     from common.structured_logger import configure_logging
-    from middleware.rate_limit_backend import RateLimitBackend
     from settings.config import Settings
     from settings.server import middleware_stack
 

@@ -149,7 +149,9 @@ async def test_logins_are_limited_per_client_address(settings, connection, world
 
 
 @pytest.mark.embedded
-async def test_logins_are_limited_per_account_whatever_the_address(settings, connection, world):
+async def test_failed_logins_are_limited_per_account_whatever_the_address(
+    settings, connection, world
+):
     email = world.member.email
     async with running_app(
         settings, connection, rate_limit_login="100/hour", rate_limit_login_account="2/hour"
@@ -161,8 +163,7 @@ async def test_logins_are_limited_per_account_whatever_the_address(settings, con
                 await clients[1].post(
                     LOGIN, data={"username": f" {email.upper()}", "password": "g2"}
                 ),
-                # The right password no longer helps once the account's quota is spent.
-                await clients[2].post(LOGIN, data={"username": email, "password": PASSWORD}),
+                await clients[2].post(LOGIN, data={"username": email, "password": "guess-3"}),
             ]
             other_account = await clients[3].post(
                 LOGIN, data={"username": world.chro.email, "password": PASSWORD}
@@ -171,12 +172,39 @@ async def test_logins_are_limited_per_account_whatever_the_address(settings, con
             for c in clients:
                 await c.aclose()
     assert [g.status_code for g in guesses] == [401, 401, 429]
-    assert guesses[0].headers["ratelimit-policy"] == (
-        '"login";q=100;w=3600, "login-account";q=2;w=3600'
-    )
-    assert '"login-account";r=0' in guesses[1].headers["ratelimit"]
-    assert "'login-account' limit" in guesses[2].json()["detail"]
+    assert guesses[0].headers["ratelimit-policy"] == '"login";q=100;w=3600'
+    refused = assert_problem(guesses[2], 429)
+    assert "'login-account' limit" in refused["detail"]
+    assert int(guesses[2].headers["retry-after"]) >= 1
     assert other_account.status_code == 200
+
+
+@pytest.mark.embedded
+async def test_the_owner_logs_in_past_the_account_limit_and_successes_do_not_count(
+    settings, connection, world
+):
+    """Security defect 6: the account limit counted every attempt, so ten wrong passwords from
+    anywhere locked the owner out (429 on the right password)."""
+    email = world.member.email
+    async with (
+        running_app(
+            settings, connection, rate_limit_login="100/hour", rate_limit_login_account="2/hour"
+        ) as app,
+        client_for(app, ip="203.0.113.50") as attacker,
+        client_for(app, ip="198.51.100.50") as owner,
+    ):
+        owner_logins = [
+            await owner.post(LOGIN, data={"username": email, "password": PASSWORD})
+            for _ in range(3)
+        ]
+        wrong = [
+            await attacker.post(LOGIN, data={"username": email, "password": f"guess-{n}"})
+            for n in range(3)
+        ]
+        after_the_attack = await owner.post(LOGIN, data={"username": email, "password": PASSWORD})
+    assert [r.status_code for r in owner_logins] == [200, 200, 200]  # successes are not counted
+    assert [r.status_code for r in wrong] == [401, 401, 429]
+    assert after_the_attack.status_code == 200, after_the_attack.text
 
 
 @pytest.mark.embedded

@@ -119,9 +119,9 @@ def test_counts_add_up_across_two_worker_processes(two_workers):
         )
         assert value(samples, "etter_dependency_up", dependency="database") == 1
         assert value(samples, "etter_dependency_up", dependency="redis") == 1
-        # Both pools, each of the default size.
-        default_pool_size = Settings.model_fields["db_pool_size"].default
-        assert value(samples, "etter_db_pool_size") == 2 * default_pool_size
+        # Both pools, DB_POOL_SIZE connections each (the default).
+        pool_size = Settings.model_fields["db_pool_size"].default
+        assert value(samples, "etter_db_pool_size") == 2 * pool_size
         # process metrics of both live workers, one series each.
         pids = {
             dict(labels)["pid"]

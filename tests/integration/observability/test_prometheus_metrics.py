@@ -129,7 +129,11 @@ async def test_metrics_enabled_false_turns_the_layer_off(settings, connection):
 
 @pytest.mark.skipif(BACKEND == "sqlite", reason="the SQLite engine has no pool limits")
 async def test_requests_waiting_for_a_connection_are_counted(settings):
-    async with running_app(settings, None, db_pool_size=1, db_max_overflow=0) as app:
+    # A long pool timeout: the waiter must still be waiting when it is counted (the default
+    # second can pass while this busy test machine collects the samples).
+    async with running_app(
+        settings, None, db_pool_size=1, db_max_overflow=0, db_pool_timeout=30
+    ) as app:
         engine = app.state.database.engine
         base = value(process_samples(), "etter_db_pool_waiting")
         async with engine.connect():
