@@ -63,9 +63,7 @@ class AuthService:
         user, company_active = None, False
         if "\x00" not in email and len(email) <= 320:
             statement = (
-                select(User, Company.is_active)
-                .join(Company, Company.id == User.company_id)
-                .where(User.email == email)
+                select(User, Company.is_active).join(User.company).where(User.email == email)
             )
             row = (await self.session.execute(statement)).one_or_none()
             if row is not None:
@@ -156,9 +154,7 @@ class AuthService:
         # One statement: the user with its company's flag (a miss must cost what it did).
         found = (
             await self.session.execute(
-                select(User, Company.is_active)
-                .join(Company, Company.id == User.company_id)
-                .where(User.id == user_id)
+                select(User, Company.is_active).join(User.company).where(User.id == user_id)
             )
         ).one_or_none()
         if found is None:

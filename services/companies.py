@@ -16,7 +16,7 @@ from schemas.base import Page
 from schemas.companies import Company as CompanyRead
 from schemas.companies import CompanyCreate, CompanyUpdate
 from services import cache_invalidation
-from services.base_service import BaseService, like_contains
+from services.base_service import BaseService, like_contains, of_tenant
 from services.cache_invalidation import Tags
 from services.cache_service import SHARED_SCOPE, CacheName, cached
 
@@ -105,7 +105,7 @@ class CompanyService(BaseService[Company]):
         company = await self.get(company_id)
         changes = data.changes()
         access_changed = "is_active" in changes and changes["is_active"] != company.is_active
-        if access_changed and company.id == self.principal.company_id:
+        if access_changed and self.is_own_company(company.id):
             raise PermissionDeniedError("You cannot deactivate your own company.")
         for field, value in changes.items():
             setattr(company, field, value)
@@ -113,7 +113,7 @@ class CompanyService(BaseService[Company]):
         cache_invalidation.company_changed(self.cache, company.id)
         if access_changed:
             user_ids = (
-                await self.session.execute(select(User.id).where(User.company_id == company.id))
+                await self.session.execute(select(User.id).where(of_tenant(User, company.id)))
             ).scalars()
             cache_invalidation.company_access_changed(self.cache, company.id, list(user_ids))
             security_log.warning(
