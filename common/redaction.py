@@ -26,6 +26,37 @@ _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.\-]+")
 _BEARER = re.compile(r"(?i)\b(bearer)\s{1,16}[A-Za-z0-9._~+/=-]+")
 _JWT_HEAD = "eyJ"  # base64url of '{"', the start of every JWT header
 
+# Keys whose values never leave the process, in a log line or an error report, compared
+# lower-case with '-' read as '_' (headers, bodies, variables; at any depth).
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "new_password",
+        "current_password",
+        "hashed_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "cookies",
+        "set_cookie",
+        "session",
+        "secret",
+        "secret_key",
+        "api_key",
+        "x_api_key",
+        "dsn",
+        "metrics_token",
+    }
+)
+
+
+def is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+
 
 def scrub_text(text: str) -> str:
     """`text` with bearer credentials and JWTs replaced by `REDACTED`; linear time."""

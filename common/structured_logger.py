@@ -26,32 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from common.apm import add_trace_context
-from common.redaction import REDACTED, scrub_text
+from common.redaction import REDACTED, is_secret_key, scrub_text
 
-# Keys whose values never reach a log, whoever logs them (compared case-insensitively, at any
-# depth: a `headers={"Authorization": ...}` dict is scrubbed too).
-SECRET_KEYS = frozenset(
-    {
-        "password",
-        "new_password",
-        "current_password",
-        "hashed_password",
-        "token",
-        "access_token",
-        "refresh_token",
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "cookies",
-        "set-cookie",
-        "session",
-        "secret",
-        "secret_key",
-        "api_key",
-        "x-api-key",
-        "dsn",
-    }
-)
 _MAX_DEPTH = 4
 
 SLOW_QUERY_LOGGER = "etter.db"
@@ -66,10 +42,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     if depth >= _MAX_DEPTH:
         return value
     if isinstance(value, dict):
-        return {
-            k: REDACTED if isinstance(k, str) and k.lower() in SECRET_KEYS else _scrub(v, depth + 1)
-            for k, v in value.items()
-        }
+        return {k: REDACTED if is_secret_key(k) else _scrub(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_scrub(v, depth + 1) for v in value)
     return value
@@ -83,7 +56,7 @@ def _is_secret_key(key: str) -> bool:
     # key of every event (this runs on each event, the access log's included).
     known = _secret_key_memo.get(key)
     if known is None:
-        known = key.lower() in SECRET_KEYS
+        known = is_secret_key(key)
         if len(_secret_key_memo) < 10_000:
             _secret_key_memo[key] = known
     return known
