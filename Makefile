@@ -73,7 +73,7 @@ test-postgres: install test-deps
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
-	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
+	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
 
 test: lint test-postgres test-embedded
 	$(BIN)/coverage report --fail-under=85
