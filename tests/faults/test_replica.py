@@ -108,9 +108,10 @@ async def test_reads_fall_back_to_the_primary_while_the_replica_is_down(
             await traffic.until(lambda _: app_connections(replica) >= 1, 30)
             await traffic.until(lambda t: len(t.since(back)) >= 20, 30)
 
-    # A query the stop cut mid-flight may fail (503); every later read is answered.
+    # A query the stop cut mid-flight may fail (503), one per client loop at most; every read
+    # sent after the stop is answered.
     failed = [o for o in traffic.outcomes if o.status != 200]
-    assert len(failed) <= 1, traffic.statuses()
+    assert len(failed) <= traffic.concurrency, traffic.statuses()
     for outcome in failed:
         assert outcome.status == 503, outcome
         assert outcome.started < stopped, outcome
