@@ -68,18 +68,14 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Each pass writes its own coverage data (.coverage.postgres, .coverage.embedded); `make test`
-# runs the two passes at once (one waits on servers while the other computes) and combines them.
 test-postgres: install test-deps
-	COVERAGE_FILE=.coverage.postgres $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/coverage erase
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
-	COVERAGE_FILE=.coverage.embedded ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-report= -q $(PYTEST_ARGS)
+	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
 
-test: lint
-	rm -f .coverage .coverage.*
-	$(MAKE) --no-print-directory -j2 test-postgres test-embedded
-	$(BIN)/coverage combine -q .coverage.postgres .coverage.embedded
+test: lint test-postgres test-embedded
 	$(BIN)/coverage report --fail-under=85
 
 # The performance indexes' worth on the medium data set (a benchmark, not a test): a
