@@ -52,7 +52,7 @@ from seeding import bulk as bulk_seeding
 from services import simulation_model
 from settings.config import Settings
 from tests import servers
-from tests.performance.bench_middleware import cpu_seconds, machine
+from tests.performance.bench_middleware import cpu_seconds, machine, machine_lines
 from tests.performance.report import write_section
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -418,10 +418,9 @@ def report(
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average at the start "
         f"{context['load_start']}, at the end {context['load_end']}.",
         "",
-        "Machine: "
-        + "; ".join(f"{key} {value}" for key, value in info.items() if key != "packages")
-        + f"; {context['postgres']}; {context['redis']}; wrk {context['wrk']}.",
-        f"Packages: {info['packages']}.",
+        *machine_lines(
+            info, also=f"{context['postgres']}; {context['redis']}; wrk {context['wrk']}"
+        ),
         "",
         f"Data: the `medium` scale ({context['data']}). Caller: the chro of the biggest tenant "
         "(Bulk Company 0001), one token for every request.",

@@ -39,10 +39,11 @@ from tests.performance.bench_middleware import (
     _pin_self,
     cpu_ratio,
     machine,
+    machine_lines,
     measure,
-    rps_ratio,
     start,
     stop,
+    variant_row,
 )
 from tests.performance.layer_costs import measure as measure_layers
 from tests.performance.report import write_section
@@ -105,12 +106,7 @@ def report(
     variants: list[Variant], args: argparse.Namespace, passed: bool, layers: dict[str, float]
 ) -> str:
     off = variants[0]
-    rows = [
-        f"| {v.name} | {statistics.median(v.rps):,.0f} | "
-        f"{', '.join(f'{r:,.0f}' for r in v.rps)} | {statistics.median(v.cpu_us):,.0f} | "
-        f"{rps_ratio(v, off):.1%} | {cpu_ratio(v, off):.1%} |"
-        for v in variants
-    ]
+    rows = [variant_row(v, off, ".1%") for v in variants]
     info = machine()
     worst = min(variants[1:], key=lambda v: cpu_ratio(v, off))
     kept = cpu_ratio(worst, off)
@@ -121,10 +117,7 @@ def report(
         "",
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        "Machine: "
-        + "; ".join(f"{key} {value}" for key, value in info.items() if key != "packages")
-        + ".",
-        f"Packages: {info['packages']}, prometheus-client.",
+        *machine_lines(info, packages_also="prometheus-client"),
         "",
         f"`GET {ME_PATH}` (the caller from the principal cache in Redis, no SQL) served by one "
         "uvicorn worker (uvloop, httptools) pinned to one core; the closed-loop load generator "

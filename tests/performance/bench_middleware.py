@@ -90,6 +90,26 @@ def machine() -> dict[str, str]:
     }
 
 
+def machine_lines(info: dict[str, str], also: str = "", packages_also: str = "") -> list[str]:
+    """The report's two lines naming the machine and the packages measured."""
+    described = "; ".join(f"{key} {value}" for key, value in info.items() if key != "packages")
+    return [
+        f"Machine: {described}{'; ' + also if also else ''}.",
+        f"Packages: {info['packages']}{', ' + packages_also if packages_also else ''}.",
+    ]
+
+
+def variant_row(variant: Variant, base: Variant, percent: str = ".0%") -> str:
+    """One table row: a variant's median req/s, each round's, CPU per request, and both
+    ratios against `base`."""
+    return (
+        f"| {variant.name} | {statistics.median(variant.rps):,.0f} | "
+        f"{', '.join(f'{r:,.0f}' for r in variant.rps)} | "
+        f"{statistics.median(variant.cpu_us):,.0f} | "
+        f"{rps_ratio(variant, base):{percent}} | {cpu_ratio(variant, base):{percent}} |"
+    )
+
+
 def pin(pid: int, cpu: int) -> None:
     if (os.cpu_count() or 1) >= 2:
         with contextlib.suppress(OSError):
@@ -212,14 +232,7 @@ def report(
     variants: list[Variant], args: argparse.Namespace, passed: bool, layers: dict[str, float]
 ) -> str:
     bare = variants[0]
-    rows = []
-    for variant in variants:
-        rows.append(
-            f"| {variant.name} | {statistics.median(variant.rps):,.0f} | "
-            f"{', '.join(f'{r:,.0f}' for r in variant.rps)} | "
-            f"{statistics.median(variant.cpu_us):,.0f} | {rps_ratio(variant, bare):.0%} | "
-            f"{cpu_ratio(variant, bare):.0%} |"
-        )
+    rows = [variant_row(variant, bare) for variant in variants]
     info = machine()
     full = [v for v in variants if v is not bare]
     logged = ", ".join(f"{v.name}: {access_log_lines(v):,} for {v.requests:,}" for v in full)
@@ -232,10 +245,7 @@ def report(
         "",
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        "Machine: "
-        + "; ".join(f"{key} {value}" for key, value in info.items() if key != "packages")
-        + ".",
-        f"Packages: {info['packages']}.",
+        *machine_lines(info),
         "",
         f"`GET {PING_PATH}` (a trivial JSON endpoint) served by one uvicorn worker (uvloop, "
         "httptools) pinned to one core; a closed-loop load generator "
