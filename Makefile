@@ -68,9 +68,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# --dist loadfile: a module's tests share one worker, so a module-scoped fixture (manage.py's
+# seeded file, the query plans' data set) is built once, not once per worker. (xdist 3.8's
+# loadgroup is silently a plain `load` under pytest 9.2: it can no longer tag node ids.)
 test-postgres: install test-deps
 	$(BIN)/coverage erase
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
 	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)

@@ -23,9 +23,6 @@ from models import Company, User
 from settings.server import create_app
 from tests.conftest import ROOT, make_settings
 
-# One worker builds the module's expensive fixture once (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("manage")
-
 MANAGE = str(ROOT / "manage.py")
 CHRO_EMAIL = "chro@umbrella.example"
 CHRO_PASSWORD = "umbrella-secret-password"

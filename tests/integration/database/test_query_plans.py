@@ -43,9 +43,6 @@ from tests.conftest import make_settings
 from tests.fixtures.bulk_queries import biggest_tenant_ids
 from tests.fixtures.scratch_database import scratch_database
 
-# One worker builds the module's expensive fixture once (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("query-plans")
-
 # Enough rows that an index beats a sequential scan the way it does in production: the biggest
 # tenant holds ~15 % of every table, a user ~20 runs, the integration account 20,000.
 PLAN_SIZES = BulkSizes(
