@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -150,10 +151,18 @@ else:
                 await transaction.rollback()
 
 
+@functools.cache
+def servers_settings(database_url: str, redis_url: str | None) -> Settings:
+    """Settings for these servers, built once: pydantic-settings reads and validates the whole
+    environment on each build, a sixth of a short test's time under coverage."""
+    return make_settings(database_url=database_url, redis_url=redis_url)
+
+
 @pytest.fixture
 def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settings:
-    return make_settings(
-        database_url=database_url, redis_url=redis_url, storage_dir=tmp_path / "storage"
+    # Only the storage directory is the test's own (a Path, so a copy needs no validation).
+    return servers_settings(database_url, redis_url).model_copy(
+        update={"storage_dir": tmp_path / "storage"}
     )
 
 
