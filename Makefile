@@ -8,6 +8,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # pytest-xdist workers for the PostgreSQL run; each starts its own PostgreSQL and Redis.
 TEST_WORKERS ?= 2
+# The test targets keep Python's bytecode caches (git-ignored) even where the environment says
+# PYTHONDONTWRITEBYTECODE (as CI does): pytest then rewrites each test module's asserts once
+# per run, not once per worker and pass, and subprocesses load the app compiled.
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
 
 # (helpers' targets have their own .PHONY lines beside them)
 .PHONY: test-observability bench-metrics
@@ -77,10 +81,10 @@ format: install
 # loadgroup is silently a plain `load` under pytest 9.2: it can no longer tag node ids.)
 test-postgres: install test-deps
 	$(BIN)/coverage erase
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report= $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
-	ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
+	$(TEST_ENV) ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
 
 test: lint test-postgres test-embedded
 	$(BIN)/coverage report --fail-under=85
@@ -108,7 +112,7 @@ bench-cache: install test-deps
 # restarted or its connections terminated, SIGTERM to a gunicorn worker, the pool exhausted, a
 # streaming replica, PgBouncer. Each test starts its own servers; a few minutes in all.
 test-faults: install test-deps
-	$(BIN)/pytest tests/faults -p no:xdist -p no:cacheprovider -q $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest tests/faults -p no:xdist -p no:cacheprovider -q $(PYTEST_ARGS)
 
 # --- security (issue 10, SECURITY.md) ------------------------------------------------------
 # bandit: no medium or high finding in the application code (each exception is justified inline
@@ -126,7 +130,7 @@ audit: bandit
 # Redis every second under a little traffic; every Grafana panel and alert expression must return
 # data. About a minute and a half; CI runs it after `make test`.
 test-observability: install test-deps
-	ETTER_TEST_PROMETHEUS=1 $(BIN)/pytest tests/integration/observability/test_prometheus_server.py -p no:xdist -q $(PYTEST_ARGS)
+	$(TEST_ENV) ETTER_TEST_PROMETHEUS=1 $(BIN)/pytest tests/integration/observability/test_prometheus_server.py -p no:xdist -q $(PYTEST_ARGS)
 
 # What the Prometheus layer costs `GET /api/v1/auth/me`: metrics on against off (and on in
 # multiprocess mode), same run; written to tests/performance_report.md. About two minutes.
