@@ -79,9 +79,10 @@ format: install
 # --dist loadfile: a module's tests share one worker, so a module-scoped fixture (manage.py's
 # seeded file, the query plans' data set) is built once, not once per worker. (xdist 3.8's
 # loadgroup is silently a plain `load` under pytest 9.2: it can no longer tag node ids.)
+# --no-loadscope-reorder: modules go out in tests/conftest.py's order, the long ones first.
 test-postgres: install test-deps
 	$(BIN)/coverage erase
-	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report= $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --cov --cov-report= $(PYTEST_ARGS)
 
 test-embedded: install
 	$(TEST_ENV) ETTER_TEST_BACKEND=sqlite $(BIN)/pytest -n $(TEST_WORKERS) -m embedded --cov --cov-append --cov-report= -q $(PYTEST_ARGS)

@@ -111,7 +111,8 @@ def init_error_tracking(settings: Settings, release: str) -> bool:
         release=release,
         traces_sample_rate=settings.sentry_traces_sample_rate,
         profiles_sample_rate=settings.sentry_profiles_sample_rate,
-        send_default_pii=False,
+        # No PII: left unset, since sentry-sdk deprecated `send_default_pii` (unset means
+        # False) for `data_collection`, whose explicit form collects user info by default.
         max_request_body_size="never",
         include_local_variables=False,
         event_scrubber=EventScrubber(denylist=sorted(SECRET_KEYS), recursive=True),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +48,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "embedded" not in item.keywords:
                 item.add_marker(skip)
+    schedule_longest_first(items)
+
+
+def schedule_longest_first(items: list[pytest.Item]) -> None:
+    """Modules marked `long_running` first, then the others by their number of tests. `make
+    test` hands modules out in this order (`--dist loadfile --no-loadscope-reorder`), so the
+    workers finish together instead of one running a long module alone at the end (xdist's own
+    order, by number of tests, put the one-test schemathesis module last)."""
+    tests_per_module = Counter(item.path for item in items)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("long_running") is None,
+            -tests_per_module[item.path],
+        )
+    )
 
 
 def alembic_config(database_url: str) -> Config:

@@ -23,6 +23,10 @@ from models import Company, User
 from settings.server import create_app
 from tests.conftest import ROOT, make_settings
 
+# Seconds of a dozen manage.py processes: scheduled first (tests/conftest.py).
+pytestmark = pytest.mark.long_running
+
+
 MANAGE = str(ROOT / "manage.py")
 CHRO_EMAIL = "chro@umbrella.example"
 CHRO_PASSWORD = "umbrella-secret-password"

@@ -43,6 +43,9 @@ from tests.conftest import make_settings
 from tests.fixtures.bulk_queries import biggest_tenant_ids
 from tests.fixtures.scratch_database import scratch_database
 
+# Seconds of a bulk-seeded scratch database: scheduled first (tests/conftest.py).
+pytestmark = pytest.mark.long_running
+
 # Enough rows that an index beats a sequential scan the way it does in production: the biggest
 # tenant holds ~15 % of every table, a user ~20 runs, the integration account 20,000.
 PLAN_SIZES = BulkSizes(
@@ -54,6 +57,7 @@ PLAN_SIZES = BulkSizes(
     simulations=200,
     integration_runs=20_000,
 )
+
 BIG_TABLES = {"users", "user_workflow_history", "documents"}
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
 

@@ -4,6 +4,7 @@ client error (4xx) never arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 
@@ -32,11 +33,15 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 async def sentry_app(settings, connection, receiver) -> AsyncIterator:
     dsn = f"http://publickey0123456789abcdef@127.0.0.1:{receiver.port}/42"
+    # The lifespan's asyncio integration wraps every task the (session-wide) loop creates.
+    loop = asyncio.get_running_loop()
+    task_factory = loop.get_task_factory()
     try:
         async with running_app(settings, connection, sentry_dsn=dsn) as app:
             yield app
     finally:
         sentry_sdk.init()  # no DSN: the SDK is inactive again for the rest of the run
+        loop.set_task_factory(task_factory)
 
 
 def events_of(receiver: Receiver) -> list[dict]:

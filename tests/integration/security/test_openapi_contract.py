@@ -33,10 +33,14 @@ from tests.conftest import make_settings, migrate
 from tests.fixtures.factories import World, build_world
 from tests.servers import free_port
 
+# Seconds of a schemathesis run against a live server: scheduled first (tests/conftest.py).
+pytestmark = pytest.mark.long_running
+
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
     "response_schema_conformance"
 )
+
 # Per operation in the fuzzing phase (the coverage phase adds its own boundary and negative
 # cases, about 50 per operation): the whole run is about 70 s on the project's 2-core machine
 # (1,750 requests, 34 operations).

@@ -35,6 +35,9 @@ from seeding.bulk import (
 )
 from tests.fixtures.scratch_database import scratch_database
 
+# Seconds of bulk loads into scratch databases: scheduled first (tests/conftest.py).
+pytestmark = pytest.mark.long_running
+
 TINY = BulkSizes(
     companies=4,
     users=120,
@@ -44,6 +47,7 @@ TINY = BulkSizes(
     simulations=30,
     integration_runs=1_500,
 )
+
 NOW = datetime(2026, 6, 15, 13, 45, tzinfo=UTC)
 ANCHOR = datetime(2026, 6, 15, tzinfo=UTC)  # the load day, midnight UTC
 TABLES = ["companies", "users", "workflows", "user_workflow_history", "documents", "simulations"]
