@@ -103,7 +103,9 @@ def live_server(contract_settings: Settings, contract_world: World) -> Iterator[
         create_app(contract_settings),
         host="127.0.0.1",
         port=port,
-        log_level="warning",
+        # uvicorn leaves logging alone (the app configures it): its log_level would set the
+        # level of the process-wide uvicorn loggers for the tests that follow on this worker.
+        log_config=None,
         lifespan="on",
     )
     server = uvicorn.Server(config)
