@@ -22,7 +22,6 @@ from tests.fixtures.observability import parse_samples, value
 # Seconds of two uvicorn workers: scheduled first (tests/conftest.py).
 pytestmark = pytest.mark.long_running
 
-
 REQUESTS = 60
 # Rounds of REQUESTS probes at most, until both workers have served.
 ROUNDS = 10
