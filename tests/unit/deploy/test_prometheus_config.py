@@ -11,6 +11,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 
 from tests.conftest import ROOT
@@ -45,6 +46,20 @@ def test_promtool_accepts(args):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_every_api_replica_is_a_target_of_its_own():
+    """The compose stack runs several `api` replicas behind one service name: the scrape job
+    resolves the name to every replica's address (DNS A records), so each is scraped, instead
+    of one random replica per scrape behind a static `api:8000`."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "etter"]
+    assert "static_configs" not in job
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    assert compose["services"]["api"]["deploy"]["replicas"] > 1
+    assert job["dns_sd_configs"] == [
+        {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    ]
 
 
 def dashboard_expressions() -> list[str]:
