@@ -33,11 +33,14 @@ from seeding.bulk import (
     vacuum_analyze,
 )
 from seeding.demo import DEMO_LOGINS, Scale, is_empty, seed
+from services import cache_invalidation
+from services.cache_service import RequestCache, create_cache
 from services.companies import get_or_create_company
 from services.documents import sweep_orphans
 from services.users import UserService
 from settings.config import Settings
 from settings.database import Database
+from settings.redis import create_redis
 
 app = typer.Typer(
     help="Etter backend administration.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -66,14 +69,25 @@ def _settings() -> Settings:
         raise typer.Exit(2) from error
 
 
-def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _in_transaction(work: Callable[[AsyncSession, RequestCache], Awaitable[T]]) -> T:
+    """Run `work` in one transaction; after the commit, invalidate what it queued in the API's
+    shared cache, as a request does. Without Redis each API process caches in its own memory,
+    out of the tool's reach: those entries expire with their TTL."""
+
     async def run() -> T:
-        database = Database.from_settings(_settings())
+        settings = _settings()
+        database = Database.from_settings(settings)
+        redis = create_redis(settings) if settings.cache_enabled else None
+        cache = RequestCache(create_cache(settings, redis) if redis is not None else None)
         try:
             async with database.sessionmaker() as session, session.begin():
-                return await work(session)
+                result = await work(session, cache)
+            await cache.flush()  # fails open: an unreachable Redis is logged, not raised
+            return result
         finally:
             await database.dispose()
+            if redis is not None:
+                await redis.aclose()
 
     try:
         return asyncio.run(run())
@@ -131,10 +145,12 @@ def seed_command(
         _bulk_seed_command(settings, scale, if_empty)
         return
 
-    async def work(session: AsyncSession) -> str:
+    async def work(session: AsyncSession, cache: RequestCache) -> str:
         if if_empty and not await is_empty(session):
             return "The database already has data; nothing seeded."
         report = await seed(session, Scale(scale.value))
+        if report.companies or report.users:
+            cache_invalidation.everything_changed(cache)
         return (
             f"Seeded {scale.value}: {report.companies} companies, {report.users} users"
             + "".join(f", {count} {name}" for name, count in report.extra.items())
@@ -199,7 +215,7 @@ def sweep_documents(
     delete's commit and the removal of its bytes, or by an interrupted upload)."""
     settings = _settings()
 
-    async def work(session: AsyncSession) -> str:
+    async def work(session: AsyncSession, cache: RequestCache) -> str:
         report = await sweep_orphans(
             session, FileStorage(settings.storage_dir), older_than=timedelta(minutes=grace_minutes)
         )
@@ -247,12 +263,13 @@ def create_user(
     except ValidationError as error:
         raise _fail("Invalid --country: use an ISO 3166 alpha-2 code such as US", 2) from error
 
-    async def work(session: AsyncSession) -> str:
+    async def work(session: AsyncSession, cache: RequestCache) -> str:
         domain = data.email.rpartition("@")[2]
         company = await get_or_create_company(session, company_name, country, domain)
+        cache_invalidation.company_changed(cache, company.id)  # when new: the catalogue
         # The tool acts as the platform operator of that company.
         operator = Principal(user_id=0, company_id=company.id, role=Role.ADMIN, email="cli")
-        user = await UserService(session, operator).create(data)
+        user = await UserService(session, operator, cache).create(data)
         return (
             f"Created {user.role} {user.email} (id {user.id}) in {company.name} (id {company.id})"
         )

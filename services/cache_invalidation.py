@@ -80,6 +80,11 @@ def _queue(cache: RequestCache | None, *tags: str) -> None:
         cache.invalidate(*tags)
 
 
+def everything_changed(cache: RequestCache | None) -> None:
+    """Data loaded in bulk (the seeders): every cached entry may be stale."""
+    _queue(cache, GLOBAL_TAG)
+
+
 def company_changed(cache: RequestCache | None, company_id: int) -> None:
     """A company was created or updated: the catalogue, its row, its dashboard header."""
     _queue(cache, Tags.COMPANIES, Tags.company(company_id), Tags.dashboard(company_id))
