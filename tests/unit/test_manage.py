@@ -7,11 +7,8 @@ seeded the independent commands run side by side, and each test checks the one i
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,46 +19,22 @@ from sqlalchemy import select
 from models import Company, User
 from settings.server import create_app
 from tests.conftest import ROOT, make_settings
+from tests.fixtures import manage_tool
+from tests.fixtures.manage_tool import Result, finish
 
 # Seconds of a dozen manage.py processes: scheduled first (tests/conftest.py).
 pytestmark = pytest.mark.long_running
 
-
-MANAGE = str(ROOT / "manage.py")
 CHRO_EMAIL = "chro@umbrella.example"
 CHRO_PASSWORD = "umbrella-secret-password"
 REFUSED_PASSWORD = "sh0rt"
 
 
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def start(database: Path | None, *args: str, cwd: Path = ROOT, **env: str) -> subprocess.Popen:
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "ENVIRONMENT", "SECRET_KEY", "SEED_DEMO_DATA"}
-    }
+    """The tool on the SQLite file `database` (None: no DATABASE_URL at all)."""
     if database is not None:
-        environment["DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
-    environment.update(env)
-    return subprocess.Popen(
-        [sys.executable, MANAGE, *args],
-        cwd=cwd,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen) -> Result:
-    stdout, stderr = process.communicate(timeout=120)
-    return Result(process.returncode, stdout, stderr)
+        env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}", **env}
+    return manage_tool.start(*args, cwd=cwd, **env)
 
 
 def run(database: Path | None, *args: str, **kwargs: object) -> Result:

@@ -8,9 +8,6 @@ API is an app on the same two.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,9 +18,10 @@ from asgi_lifespan import LifespanManager
 
 from services.cache_service import CacheName
 from settings.server import create_app
-from tests.conftest import ROOT, make_settings
+from tests.conftest import make_settings
 from tests.fixtures.apps import client_for
 from tests.fixtures.cache import CacheCounts
+from tests.fixtures.manage_tool import finish, start
 from tests.fixtures.scratch_database import scratch_database
 
 pytestmark = pytest.mark.long_running
@@ -34,21 +32,8 @@ AUTOCOMPLETE = "/api/v1/users/autocomplete"
 
 
 async def manage(database_url: str, redis_url: str, *args: str, **env: str) -> None:
-    environment = {
-        **{k: v for k, v in os.environ.items() if k not in {"ENVIRONMENT", "SECRET_KEY"}},
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        **env,
-    }
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    process = start(*args, DATABASE_URL=database_url, REDIS_URL=redis_url, **env)
+    result = await asyncio.to_thread(finish, process)
     assert result.returncode == 0, result.stderr
 
 
